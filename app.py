@@ -2,9 +2,17 @@
 
 import streamlit as st
 
+from pages._shell import sidebar_controls
+
 st.set_page_config(page_title="SinKD Lab", page_icon="🚚", layout="wide")
 
 pages = {
-    "Learn": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+    "Learn": [
+        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/divergence_lab.py", title="Divergence lab", icon="⛰️"),
+    ],
+    "Explore": [st.Page("pages/transport.py", title="Transport plans", icon="🧮")],
+    "Verify": [st.Page("pages/verify.py", title="Verify against POT", icon="✅")],
 }
+sidebar_controls()
 st.navigation(pages).run()

@@ -46,7 +46,9 @@ def pairwise_cost(p: Tensor, q: Tensor, cost: str = "l1") -> Tensor:
 
 
 def _check(student_logits, teacher_logits, reg, n_iters, temperature, scale, marginals, cost,
-           method, grad, level, class_cost) -> None:
+           method, grad, level, class_cost, debiased) -> None:
+    if not isinstance(debiased, bool):
+        raise ValueError(f"debiased must be True or False, got {debiased!r}")
     for name, x in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -61,8 +63,8 @@ def _check(student_logits, teacher_logits, reg, n_iters, temperature, scale, mar
     for name, value in (("temperature", temperature), ("reg", reg)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    if not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number, got {scale!r}")
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
     if isinstance(n_iters, bool) or not isinstance(n_iters, int) or n_iters < 1:
         raise ValueError(f"n_iters must be an integer >= 1, got {n_iters!r}")
     for name, value, allowed in (("marginals", marginals, MARGINALS), ("cost", cost, COSTS),
@@ -75,13 +77,21 @@ def _check(student_logits, teacher_logits, reg, n_iters, temperature, scale, mar
             "grad='envelope' is not available with level='class': there the student enters "
             "through the masses, not the cost; use grad='unrolled'"
         )
-    n_classes = student_logits.shape[1]
-    if class_cost is not None:
-        if level != "class":
-            raise ValueError("class_cost is only used with level='class'")
-        if not isinstance(class_cost, Tensor) or class_cost.shape != (n_classes, n_classes):
-            raise ValueError(f"class_cost must be a tensor of shape (C, C) = ({n_classes}, "
-                             f"{n_classes}), got {getattr(class_cost, 'shape', class_cost)!r}")
+    _check_class_cost(class_cost, level, student_logits.shape[1])
+
+
+def _check_class_cost(class_cost, level: str, n_classes: int | None) -> None:
+    """class_cost is a square (C, C) tensor used with level='class' (C unknown: any square)."""
+    if class_cost is None:
+        return
+    if level != "class":
+        raise ValueError("class_cost is only used with level='class'")
+    square = isinstance(class_cost, Tensor) and class_cost.dim() == 2 and (
+        class_cost.shape[0] == class_cost.shape[1])
+    if not square or (n_classes is not None and class_cost.shape[0] != n_classes):
+        expected = f"({n_classes}, {n_classes})" if n_classes is not None else "(C, C)"
+        raise ValueError(f"class_cost must be a tensor of shape (C, C) = {expected}, got "
+                         f"{getattr(class_cost, 'shape', class_cost)!r}")
 
 
 def _transport_cost(p_s, p_t, *, reg, n_iters, marginals, cost, method, grad, level, class_cost):
@@ -184,7 +194,7 @@ def sinkd_loss(
        Distillation" (WKD), NeurIPS 2024 (class-level transport).
     """
     _check(student_logits, teacher_logits, reg, n_iters, temperature, scale, marginals, cost,
-           method, grad, level, class_cost)
+           method, grad, level, class_cost, debiased)
     out_dtype = student_logits.dtype
     compute = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
     p_s = F.softmax(student_logits.to(compute) / temperature, dim=-1)  # (N, C)
@@ -221,7 +231,8 @@ class SinKDLoss(nn.Module):
                             level=level, class_cost=class_cost, debiased=debiased)
         # fail at construction, not at the first batch
         _check(torch.zeros(1, 1), torch.zeros(1, 1), reg, n_iters, temperature, scale,
-               marginals, cost, method, grad, level, None)
+               marginals, cost, method, grad, level, None, debiased)
+        _check_class_cost(class_cost, level, None)
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
         return sinkd_loss(student_logits, teacher_logits, **self.options)

@@ -25,6 +25,11 @@ from sinkd.losses import SinKDLoss
 KD_LOSSES = ("soft_ce", "kl")
 
 
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """float32 for half-precision logits (losses are summed in float32), else their own dtype."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
 @dataclass(frozen=True, eq=False)
 class ObjectiveTerms:
     """The objective and its parts, each a scalar tensor (parts are unweighted)."""
@@ -59,8 +64,9 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
         raise ValueError(f"kind must be one of {KD_LOSSES}, got {kind!r}")
     if not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)  # (N, C)
-    log_p_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)  # (N, C)
+    compute = _compute_dtype(student_logits)
+    log_p_s = F.log_softmax(student_logits.to(compute) / temperature, dim=-1)  # (N, C)
+    log_p_t = F.log_softmax(teacher_logits.detach().to(compute) / temperature, dim=-1)  # (N, C)
     if kind == "soft_ce":
         value = -(log_p_t.exp() * log_p_s).sum(-1).mean()
     else:
@@ -110,11 +116,16 @@ def distillation_objective(
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     if not math.isfinite(beta) or beta < 0:
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    ce = F.cross_entropy(student_logits.float(), labels)
+    if kd not in KD_LOSSES:
+        raise ValueError(f"kd must be one of {KD_LOSSES}, got {kd!r}")
+    if not math.isfinite(kd_temperature) or kd_temperature <= 0:
+        raise ValueError(f"kd_temperature must be a finite number > 0, got {kd_temperature!r}")
+    compute = _compute_dtype(student_logits)
+    ce = F.cross_entropy(student_logits.to(compute), labels)
     kd_value = kd_loss(student_logits, teacher_logits, kd_temperature, kd, t_squared)
     if beta > 0:
-        term = (sinkhorn_term or SinKDLoss())(student_logits, teacher_logits).float()
+        term = (sinkhorn_term or SinKDLoss())(student_logits, teacher_logits).to(compute)
     else:
-        term = torch.zeros((), device=student_logits.device)
+        term = torch.zeros((), dtype=compute, device=student_logits.device)
     total = (1 - alpha) * ce + alpha * kd_value + beta * term
     return ObjectiveTerms(total=total, ce=ce, kd=kd_value, sinkhorn=term)

@@ -1,0 +1,170 @@
+"""Classroom conventions shared by every page: the only Streamlit helper module (no math here).
+
+How a page uses it (see pages/transport.py for a full example)::
+
+    view = View("transport", DEFAULTS, LIMITS)       # state from defaults or from a copied URL
+    view.presets(PRESETS)                             # named presets + "what to notice"
+    st.slider("N", 2, 64, key=view.key("n"))          # widgets: key=view.key(name), no value=
+    view.reset_button()
+    view.sync_url()                                   # after the widgets: the URL is the view
+    with guard():                                     # a ValueError becomes st.error, no traceback
+        fig = sinkd.some_figure(view["n"], ...)
+    show_figure(fig, "transport_plan")
+
+Widgets take their value from ``st.session_state`` only (never pass ``value=``/``index=``), so a
+preset, the reset button and a copied link all set the same state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named setting of some of a page's values, with the one thing to notice in it."""
+
+    values: Mapping[str, Any]
+    notice: str
+
+
+def _coerce(raw: str, default: Any, limit: Any) -> Any:
+    """Parse a URL value into the default's type and clamp it to its limit; ValueError if bad."""
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false"):
+            raise ValueError(raw)
+        return raw.lower() == "true"
+    if isinstance(default, int):
+        value: Any = int(float(raw))
+    elif isinstance(default, float):
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
+    else:
+        value = raw
+    if isinstance(limit, tuple) and len(limit) == 2 and not isinstance(default, str):
+        value = min(max(value, limit[0]), limit[1])
+    elif isinstance(limit, (tuple, list)) and value not in limit:
+        raise ValueError(raw)
+    return value
+
+
+class View:
+    """The state of one page: defaults, values from a copied link, presets, reset, URL sync."""
+
+    def __init__(self, page: str, defaults: Mapping[str, Any],
+                 limits: Mapping[str, Any] | None = None) -> None:
+        self.page, self.defaults, self.limits = page, dict(defaults), dict(limits or {})
+        ignored = []
+        for name, default in self.defaults.items():
+            key = self.key(name)
+            if key in st.session_state:
+                continue
+            raw = st.query_params.get(name)
+            if raw is None:
+                st.session_state[key] = default
+                continue
+            try:
+                st.session_state[key] = _coerce(raw, default, self.limits.get(name))
+            except ValueError:
+                st.session_state[key] = default
+                ignored.append(name)
+        if ignored:
+            st.warning(f"The link's values for {', '.join(ignored)} were not valid and were "
+                       "replaced by the defaults.")
+
+    def key(self, name: str) -> str:
+        """The session-state (and widget) key of a value of this page."""
+        return f"{self.page}_{name}"
+
+    def __getitem__(self, name: str) -> Any:
+        return st.session_state[self.key(name)]
+
+    def values(self) -> dict[str, Any]:
+        return {name: self[name] for name in self.defaults}
+
+    def _apply(self, values: Mapping[str, Any]) -> None:
+        for name, value in values.items():
+            st.session_state[self.key(name)] = value
+
+    def presets(self, presets: Mapping[str, Preset], label: str = "Preset") -> str:
+        """A preset selector that sets the page's values; shows what to notice in the chosen one."""
+        key = self.key("preset")
+        if key not in st.session_state:
+            st.session_state[key] = st.query_params.get("preset", next(iter(presets)))
+            if st.session_state[key] not in presets:
+                st.session_state[key] = next(iter(presets))
+
+        def apply() -> None:
+            self._apply(presets[st.session_state[key]].values)
+
+        name = st.selectbox(label, list(presets), key=key, on_change=apply)
+        st.info(f"**What to notice:** {presets[name].notice}")
+        return name
+
+    def reset_button(self) -> None:
+        """Put every value of the page back to its default."""
+        st.button("Reset to defaults", key=self.key("reset"),
+                  on_click=lambda: self._apply(self.defaults))
+
+    def sync_url(self) -> None:
+        """Write the page's values into the URL, so a copied link restores this exact view."""
+        params = {name: str(value) for name, value in self.values().items()}
+        preset = st.session_state.get(self.key("preset"))
+        if preset is not None:
+            params["preset"] = preset
+        if dict(st.query_params) != params:
+            st.query_params.from_dict(params)
+
+
+@contextlib.contextmanager
+def guard() -> Iterator[None]:
+    """Turn a ValueError from the library into an st.error and stop this run, keeping the state."""
+    try:
+        yield
+    except ValueError as err:
+        st.error(f"Cannot compute this view: {err}")
+        st.stop()
+
+
+def lesson(why: str, what_to_try: str) -> None:
+    """The "Why" and "What to try" text that sits beside the figures."""
+    why_col, try_col = st.columns(2)
+    with why_col.expander("Why", expanded=True):
+        st.markdown(why)
+    with try_col.expander("What to try", expanded=True):
+        st.markdown(what_to_try)
+
+
+def sidebar_controls() -> None:
+    """Controls shared by every page, drawn once per run by app.py."""
+    if "image_format" not in st.session_state:
+        st.session_state["image_format"] = "png"
+    st.sidebar.radio("Plot download format", ["png", "svg"], key="image_format", horizontal=True,
+                     help="Used by the camera button in the toolbar of every plot.")
+
+
+def show_figure(fig, key: str) -> None:
+    """Plot a sinkd figure with the toolbar's image download in the chosen format."""
+    config = {"displaylogo": False,
+              "toImageButtonOptions": {"format": st.session_state.get("image_format", "png"),
+                                       "filename": key, "scale": 2}}
+    st.plotly_chart(fig, key=key, config=config)
+
+
+def download_numbers(data: pd.DataFrame | Mapping[str, Any], name: str, key: str) -> None:
+    """A download button for the numbers shown: CSV for a table, JSON for anything else."""
+    if isinstance(data, pd.DataFrame):
+        st.download_button(f"Download {name}.csv", data.to_csv(index=False), f"{name}.csv",
+                           "text/csv", key=key)
+    else:
+        st.download_button(f"Download {name}.json", json.dumps(data, indent=1, default=float),
+                           f"{name}.json", "application/json", key=key)
