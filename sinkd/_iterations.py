@@ -51,7 +51,8 @@ def gibbs_kernel(C: Tensor, alpha: Tensor, beta: Tensor, reg: float) -> Tensor:
 def _safe_log(x: Tensor) -> Tensor:
     """log(x) with log(0) = -inf and a finite gradient everywhere (zero masses are allowed)."""
     positive = x > 0
-    return torch.log(torch.where(positive, x, torch.ones_like(x))).masked_fill(~positive, -torch.inf)
+    log_x = torch.log(torch.where(positive, x, torch.ones_like(x)))
+    return log_x.masked_fill(~positive, -torch.inf)
 
 
 def _finite_or_zero(x: Tensor) -> Tensor:
@@ -128,14 +129,12 @@ def run(
             f0 = _finite_or_zero(alpha + reg * torch.log(u0)).masked_fill(~a_pos, -torch.inf)
             g0 = _finite_or_zero(beta + reg * torch.log(v0)).masked_fill(~b_pos, -torch.inf)
             alpha, beta = _log_block(C, log_a, log_b, f0, g0, block, reg, out, record)
-            u, v = torch.ones_like(a), torch.ones_like(b)
-            K = gibbs_kernel(C, alpha, beta, reg)
+            u, v, K = _restart(C, alpha, beta, reg, a, b, guard)
             out.n_log_blocks += 1
         elif stabilized and _needs_absorbing(u, v, a_pos, b_pos, absorb_at):
             alpha = alpha + reg * _safe_log(u)
             beta = beta + reg * _safe_log(v)
-            u, v = torch.ones_like(a), torch.ones_like(b)
-            K = gibbs_kernel(C, alpha, beta, reg)
+            u, v, K = _restart(C, alpha, beta, reg, a, b, guard)
         done += block
         if tol > 0:
             err = out.errors[-1].max().item() if record else _row_error(K, a, u, v)
@@ -144,6 +143,16 @@ def run(
 
     out.u, out.v, out.alpha, out.beta, out.K, out.n_iters = u, v, alpha, beta, K, done
     return out
+
+
+def _restart(C, alpha, beta, reg, a, b, guard):
+    """Kernel on freshly absorbed potentials, with one column step: exp() of the absorbed
+    potentials carries round-off (relative eps * |alpha + beta - C| / reg, large in float32 at
+    small reg), and the column step makes the columns exact again, as after any iteration."""
+    K = gibbs_kernel(C, alpha, beta, reg)
+    u = torch.ones_like(a)
+    v = b / (K.transpose(-1, -2) @ u).clamp_min(guard)
+    return u, v, K
 
 
 def _needs_absorbing(u, v, a_pos, b_pos, absorb_at: float) -> bool:

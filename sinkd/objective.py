@@ -51,7 +51,9 @@ def annealed_temperature(start: float, epoch: int, n_epochs: int) -> float:
     if not math.isfinite(start) or start <= 0:
         raise ValueError(f"start must be a finite temperature > 0, got {start!r}")
     if n_epochs < 1 or not 0 <= epoch < n_epochs:
-        raise ValueError(f"epoch must be in [0, n_epochs) with n_epochs >= 1, got {epoch}, {n_epochs}")
+        raise ValueError(
+            f"epoch must be in [0, n_epochs) with n_epochs >= 1, got {epoch}, {n_epochs}"
+        )
     if n_epochs == 1:
         return 1.0
     return start + (1.0 - start) * epoch / (n_epochs - 1)

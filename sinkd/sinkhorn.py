@@ -8,7 +8,8 @@ a cost :math:`C` (..., n, m):
     \quad \text{s.t.} \quad P \mathbf{1} = a, \; P^\top \mathbf{1} = b
 
 Its solution has the form :math:`P = \mathrm{diag}(u) K \mathrm{diag}(v)`,
-:math:`K = e^{-C/\mathrm{reg}}`, or in log form :math:`P_{ij} = e^{(f_i + g_j - C_{ij})/\mathrm{reg}}`.
+:math:`K = e^{-C/\mathrm{reg}}`, or in log form
+:math:`P_{ij} = e^{(f_i + g_j - C_{ij})/\mathrm{reg}}`.
 Sinkhorn's algorithm alternates the two projections; here each iteration scales the *rows* to
 ``a`` and then the *columns* to ``b``, the order of the SinKD reference code (Cui et al. 2024), so
 after any iteration the columns are exact and the rows approximate. POT (``ot.sinkhorn``) scales
@@ -21,6 +22,7 @@ columns first, hence, iteration by iteration and to round-off::
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -70,7 +72,7 @@ class SinkhornResult:
         f, g, C = self.f_history[t - 1], self.g_history[t - 1], self.cost_matrix
         if isinstance(C, np.ndarray):
             return np.exp((f[..., :, None] + g[..., None, :] - C) / self.reg)
-        return torch.exp((f[..., :, None] + g[..., None, :] - C) / self.reg)
+        return torch.exp((f[..., :, None] + g[..., None, :] - C) / self.reg).to(self.plan.dtype)
 
 
 def _kernel_is_safe(C: Tensor, reg: float) -> bool:
@@ -101,7 +103,7 @@ def _check_finite(x: Tensor, name: str) -> None:
 
 
 def _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log):
-    """Return (a, b, cost) as tensors in the compute dtype, or raise ValueError naming the bad one."""
+    """(a, b, cost) as tensors in the compute dtype, or ValueError naming the bad argument."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if grad not in GRADS:
@@ -110,7 +112,10 @@ def _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log):
         raise ValueError(f"return_log must be True or False, got {return_log!r}")
     if isinstance(n_iters, bool) or not isinstance(n_iters, (int, np.integer)) or n_iters < 1:
         raise ValueError(f"n_iters must be an integer >= 1, got {n_iters!r}")
-    if not isinstance(reg, (int, float)) or not math.isfinite(reg) or reg <= 0:
+    if isinstance(reg, Tensor) and reg.numel() == 1:
+        reg = reg.item()
+    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not math.isfinite(reg) or (
+            reg <= 0):
         raise ValueError(f"reg must be a finite number > 0, got {reg!r}")
     if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0 (0 runs exactly n_iters), got {tol!r}")
@@ -122,8 +127,8 @@ def _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log):
         C = C.float()  # low precision is computed in float32 and returned in the input dtype
     _check_finite(C, "cost")
     n, m = C.shape[-2:]
-    a = torch.full((n,), 1.0 / n) if a is None else a
-    b = torch.full((m,), 1.0 / m) if b is None else b
+    a = torch.full((n,), 1.0 / n, dtype=C.dtype, device=C.device) if a is None else a
+    b = torch.full((m,), 1.0 / m, dtype=C.dtype, device=C.device) if b is None else b
     a, b = _as_tensor(a, "a", C), _as_tensor(b, "b", C)
     for x, name, size, what in ((a, "a", n, "rows"), (b, "b", m, "columns")):
         if x.dim() < 1 or x.shape[-1] != size:
@@ -146,11 +151,14 @@ def _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log):
     mass_a, mass_b = a.sum(-1), b.sum(-1)
     if bool((mass_a <= 0).any()):
         raise ValueError("a must have a positive total mass")
-    rtol = math.sqrt(torch.finfo(C.dtype).eps)
+    # masses are compared at the precision they were given in (bfloat16 rounds at 4e-3)
+    given = cost.dtype if isinstance(cost, Tensor) and cost.is_floating_point() else C.dtype
+    rtol = math.sqrt(torch.finfo(C.dtype).eps) if given == C.dtype else 2 * torch.finfo(given).eps
     if not torch.allclose(mass_a, mass_b, rtol=rtol, atol=0):
         raise ValueError(
             f"a and b must have equal total masses (relative tolerance {rtol:.1e}), got "
-            f"sum(a) = {mass_a.flatten()[0].item():.6g} and sum(b) = {mass_b.flatten()[0].item():.6g}"
+            f"sum(a) = {mass_a.flatten()[0].item():.6g} and "
+            f"sum(b) = {mass_b.flatten()[0].item():.6g}"
         )
     if grad == "envelope" and (a.requires_grad or b.requires_grad):
         raise ValueError(
@@ -230,7 +238,7 @@ def sinkhorn(
     --------
     >>> import numpy as np
     >>> res = sinkhorn([0.5, 0.5], [0.5, 0.5], np.array([[0.0, 1.0], [1.0, 0.0]]), reg=1.0)
-    >>> np.round(res.plan, 8)  # ot.sinkhorn gives [[0.36552929, 0.13447071], [0.13447071, 0.36552929]]
+    >>> np.round(res.plan, 8)  # as ot.sinkhorn([.5, .5], [.5, .5], M, 1.0) prints
     array([[0.36552929, 0.13447071],
            [0.13447071, 0.36552929]])
 
@@ -249,7 +257,8 @@ def sinkhorn(
     """
     a_t, b_t, C = _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log)
     reg = float(reg)
-    out_dtype = cost.dtype if isinstance(cost, Tensor) else C.dtype
+    floating_in = isinstance(cost, Tensor) and cost.is_floating_point()
+    out_dtype = cost.dtype if floating_in else C.dtype
     chosen = method if method != "auto" else ("kernel" if _kernel_is_safe(C, reg) else "log")
     envelope = grad == "envelope"
     C_loop = C.detach() if envelope else C
@@ -268,8 +277,8 @@ def sinkhorn(
         loop = solve(True)
         P = loop.u * loop.K * loop.v.transpose(-1, -2)
 
-    f = (loop.alpha + reg * torch.log(loop.u)).squeeze(-1)  # (..., n)
-    g = (loop.beta + reg * torch.log(loop.v)).squeeze(-1)  # (..., m)
+    f = (loop.alpha + reg * _iterations._safe_log(loop.u)).squeeze(-1)  # (..., n)
+    g = (loop.beta + reg * _iterations._safe_log(loop.v)).squeeze(-1)  # (..., m)
     rows, cols = P.sum(-1), P.sum(-2)  # (..., n), (..., m)
     row_error = (rows - a_t).abs().sum(-1)
     marginal_error = row_error + (cols - b_t).abs().sum(-1)
@@ -304,7 +313,8 @@ def sinkhorn(
         **history,
     )
     if isinstance(cost, Tensor):
-        fields = {k: v.to(out_dtype) for k, v in fields.items()}
+        # the history stays in the compute dtype: plan_at rebuilds plans from it accurately
+        fields = {k: v if k in history else v.to(out_dtype) for k, v in fields.items()}
     else:
         fields = {k: v.detach().cpu().numpy() for k, v in fields.items()}
     return SinkhornResult(
