@@ -43,7 +43,7 @@ def _coerce(raw: str, default: Any, limit: Any) -> Any:
             raise ValueError(raw)
         return raw.lower() == "true"
     if isinstance(default, int):
-        value: Any = int(float(raw))
+        value: Any = int(float(raw))  # OverflowError for "inf": caught by the caller
     elif isinstance(default, float):
         value = float(raw)
         if not math.isfinite(value):
@@ -68,18 +68,25 @@ class View:
             key = self.key(name)
             if key in st.session_state:
                 continue
+            saved = st.session_state.get(self._saved(name))
+            if saved is not None:  # Streamlit drops a widget's state on pages not shown: restore
+                st.session_state[key] = saved
+                continue
             raw = st.query_params.get(name)
             if raw is None:
                 st.session_state[key] = default
                 continue
             try:
                 st.session_state[key] = _coerce(raw, default, self.limits.get(name))
-            except ValueError:
+            except (ValueError, OverflowError):
                 st.session_state[key] = default
                 ignored.append(name)
         if ignored:
             st.warning(f"The link's values for {', '.join(ignored)} were not valid and were "
                        "replaced by the defaults.")
+
+    def _saved(self, name: str) -> str:
+        return f"_saved_{self.page}_{name}"
 
     def key(self, name: str) -> str:
         """The session-state (and widget) key of a value of this page."""
@@ -98,25 +105,44 @@ class View:
     def presets(self, presets: Mapping[str, Preset], label: str = "Preset") -> str:
         """A preset selector that sets the page's values; shows what to notice in the chosen one."""
         key = self.key("preset")
+        self._presets = presets
         if key not in st.session_state:
             st.session_state[key] = st.query_params.get("preset", next(iter(presets)))
             if st.session_state[key] not in presets:
                 st.session_state[key] = next(iter(presets))
+            if not any(name in st.query_params for name in self.defaults):
+                # a fresh view shows the chosen preset; a link's own values take precedence
+                self._apply(presets[st.session_state[key]].values)
 
         def apply() -> None:
             self._apply(presets[st.session_state[key]].values)
 
         name = st.selectbox(label, list(presets), key=key, on_change=apply)
-        st.info(f"**What to notice:** {presets[name].notice}")
+        preset = presets[name]
+        if all(self[k] == v for k, v in preset.values.items()):
+            st.info(f"**What to notice:** {preset.notice}")
+        else:
+            st.caption(f"The values differ from the preset *{name}*: choose it again to restore "
+                       "them and its note.")
         return name
 
     def reset_button(self) -> None:
-        """Put every value of the page back to its default."""
-        st.button("Reset to defaults", key=self.key("reset"),
-                  on_click=lambda: self._apply(self.defaults))
+        """Put the page back as a fresh visit shows it: defaults, then the first preset if any."""
+
+        def reset() -> None:
+            self._apply(self.defaults)
+            presets = getattr(self, "_presets", None)
+            if presets:
+                first = next(iter(presets))
+                st.session_state[self.key("preset")] = first
+                self._apply(presets[first].values)
+
+        st.button("Reset to defaults", key=self.key("reset"), on_click=reset)
 
     def sync_url(self) -> None:
         """Write the page's values into the URL, so a copied link restores this exact view."""
+        for name, value in self.values().items():
+            st.session_state[self._saved(name)] = value
         params = {name: str(value) for name, value in self.values().items()}
         preset = st.session_state.get(self.key("preset"))
         if preset is not None:
@@ -166,5 +192,19 @@ def download_numbers(data: pd.DataFrame | Mapping[str, Any], name: str, key: str
         st.download_button(f"Download {name}.csv", data.to_csv(index=False), f"{name}.csv",
                            "text/csv", key=key)
     else:
-        st.download_button(f"Download {name}.json", json.dumps(data, indent=1, default=float),
-                           f"{name}.json", "application/json", key=key)
+        text = json.dumps(_jsonable(data), indent=1, allow_nan=False)
+        st.download_button(f"Download {name}.json", text, f"{name}.json", "application/json",
+                           key=key)
+
+
+def _jsonable(x: Any) -> Any:
+    """Arrays and tensors become lists, non-finite numbers null: strict JSON."""
+    if hasattr(x, "tolist"):
+        x = x.tolist()
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

@@ -118,31 +118,54 @@ def run(
         log_a, log_b = _safe_log(a), _safe_log(b)
 
     done = 0
+    backoff = skip = 0  # after an overflow, go straight to the log domain for 2^k blocks
     while done < n_iters:
         block = min(CHECK_EVERY, n_iters - done)
+        if stabilized and skip > 0:
+            alpha, beta = _log_block(C, log_a, log_b, _absorbed(alpha, u, a_pos, reg),
+                                     _absorbed(beta, v, b_pos, reg), block, reg, out, record)
+            u, v, K = _restart(C, alpha, beta, reg, a, b, guard)
+            out.n_log_blocks += 1
+            skip -= 1
+            done += block
+            if tol > 0 and _converged(out, record, K, a, u, v, tol):
+                break
+            continue
         u0, v0 = u, v
         n_recorded = len(out.errors)
         u, v = _scaling_block(K, a, b, u, v, block, guard, alpha, beta, reg, out, record)
         if stabilized and not _scalings_ok(u, v, a_pos, b_pos, bound):
             # Roll back: absorb the last good scalings, redo the block exactly in the log domain.
             del out.errors[n_recorded:], out.f_history[n_recorded:], out.g_history[n_recorded:]
-            f0 = _finite_or_zero(alpha + reg * torch.log(u0)).masked_fill(~a_pos, -torch.inf)
-            g0 = _finite_or_zero(beta + reg * torch.log(v0)).masked_fill(~b_pos, -torch.inf)
-            alpha, beta = _log_block(C, log_a, log_b, f0, g0, block, reg, out, record)
+            alpha, beta = _log_block(C, log_a, log_b, _absorbed(alpha, u0, a_pos, reg),
+                                     _absorbed(beta, v0, b_pos, reg), block, reg, out, record)
             u, v, K = _restart(C, alpha, beta, reg, a, b, guard)
             out.n_log_blocks += 1
+            backoff = min(backoff + 1, 4)
+            skip = 2**backoff - 1
         elif stabilized and _needs_absorbing(u, v, a_pos, b_pos, absorb_at):
             alpha = alpha + reg * _safe_log(u)
             beta = beta + reg * _safe_log(v)
             u, v, K = _restart(C, alpha, beta, reg, a, b, guard)
+        else:
+            backoff = 0
         done += block
-        if tol > 0:
-            err = out.errors[-1].max().item() if record else _row_error(K, a, u, v)
-            if err <= tol:
-                break
+        if tol > 0 and _converged(out, record, K, a, u, v, tol):
+            break
 
     out.u, out.v, out.alpha, out.beta, out.K, out.n_iters = u, v, alpha, beta, K, done
     return out
+
+
+def _absorbed(potential, scaling, positive, reg):
+    """potential + reg * log(scaling) as a log-block start (-inf where the mass is zero)."""
+    merged = _finite_or_zero(potential + reg * torch.log(scaling))
+    return merged.masked_fill(~positive, -torch.inf)
+
+
+def _converged(out: LoopOutput, record: bool, K, a, u, v, tol: float) -> bool:
+    err = out.errors[-1].max().item() if record else _row_error(K, a, u, v)
+    return err <= tol
 
 
 def _restart(C, alpha, beta, reg, a, b, guard):
