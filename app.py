@@ -1,8 +1,13 @@
 """SinKD Lab: the Streamlit entry point. Run with `make run` (or `streamlit run app.py`)."""
 
 import streamlit as st
+import torch
 
 from pages._shell import sidebar_controls
+
+# The pages solve many small problems: one thread is several times faster there than two
+# (measured in bench/plans_speed.py), and it leaves a core to the browser and the server.
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="SinKD Lab", page_icon="🚚", layout="wide")
 

@@ -139,9 +139,9 @@ def _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log):
         _check_finite(x, name)
         if bool((x < 0).any()):
             raise ValueError(f"{name} must be nonnegative: masses are in [0, inf)")
-    try:
-        batch = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1], C.shape[:-2])
-    except RuntimeError:
+    try:  # numpy's rule is torch's; torch.broadcast_shapes imports sympy on first use (~1 s)
+        batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], C.shape[:-2])
+    except ValueError:
         raise ValueError(
             f"batch shapes do not broadcast: a {tuple(a.shape)}, b {tuple(b.shape)}, "
             f"cost {tuple(C.shape)}"
