@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from pages._shell import sidebar_controls
+from views._shell import sidebar_controls
 
 # The pages solve many small problems: one thread is several times faster there than two
 # (measured in bench/plans_speed.py), and it leaves a core to the browser and the server.
@@ -13,11 +13,11 @@ st.set_page_config(page_title="SinKD Lab", page_icon="🚚", layout="wide")
 
 pages = {
     "Learn": [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/divergence_lab.py", title="Divergence lab", icon="⛰️"),
+        st.Page("views/home.py", title="Home", icon="🏠", default=True),
+        st.Page("views/divergence_lab.py", title="Divergence lab", icon="⛰️"),
     ],
-    "Explore": [st.Page("pages/transport.py", title="Transport plans", icon="🧮")],
-    "Verify": [st.Page("pages/verify.py", title="Verify against POT", icon="✅")],
+    "Explore": [st.Page("views/transport.py", title="Transport plans", icon="🧮")],
+    "Verify": [st.Page("views/verify.py", title="Verify against POT", icon="✅")],
 }
 sidebar_controls()
 st.navigation(pages).run()

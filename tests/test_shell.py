@@ -1,4 +1,4 @@
-"""AppTest: the classroom conventions of pages/_shell.py, each through a small script."""
+"""AppTest: the classroom conventions of views/_shell.py, each through a small script."""
 
 import json
 from pathlib import Path
@@ -22,7 +22,7 @@ def lab_page(root, defaults, limits, presets):
         sys.path.insert(0, root)
     import streamlit as st
 
-    from pages._shell import Preset, View
+    from views._shell import Preset, View
 
     view = View("lab", defaults, limits)
     if presets:
@@ -140,8 +140,8 @@ def guarded_page(root):
     import streamlit as st
     import torch
 
-    from pages._shell import View, guard
     from sinkd import sinkhorn
+    from views._shell import View, guard
 
     view = View("bad", {"reg": -1.0})
     with guard():
@@ -167,7 +167,7 @@ def shell_widgets_page(root):
     import pandas as pd
     import plotly.graph_objects as go
 
-    from pages._shell import download_numbers, lesson, show_figure, sidebar_controls
+    from views._shell import download_numbers, lesson, show_figure, sidebar_controls
 
     sidebar_controls()
     lesson("Entropy blurs the plan.", "Lower the regularisation.")
@@ -216,7 +216,7 @@ def test_page_values_survive_visiting_another_page(tmp_path):
         f"import sys\nsys.path.insert(0, {ROOT!r})\nimport streamlit as st\n"
         "st.navigation([st.Page('lab.py', default=True), st.Page('other.py')]).run()\n")
     (tmp_path / "lab.py").write_text(
-        "import streamlit as st\nfrom pages._shell import View\n"
+        "import streamlit as st\nfrom views._shell import View\n"
         "view = View('lab', {'n': 5}, {'n': (2, 64)})\n"
         "st.slider('N', 2, 64, key=view.key('n'))\nview.sync_url()\n")
     (tmp_path / "other.py").write_text("import streamlit as st\nst.title('Other')\n")

@@ -1,6 +1,6 @@
 """Classroom conventions shared by every page: the only Streamlit helper module (no math here).
 
-How a page uses it (see pages/transport.py for a full example)::
+How a page uses it (see views/transport.py for a full example)::
 
     view = View("transport", DEFAULTS, LIMITS)       # state from defaults or from a copied URL
     view.presets(PRESETS)                             # named presets + "what to notice"

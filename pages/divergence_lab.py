@@ -1,5 +1,0 @@
-"""Placeholder: being written."""
-
-import streamlit as st
-
-st.title("divergence_lab")
