@@ -30,6 +30,9 @@ browser:
 
 test: setup browser
 	$(PY) -m ruff check .
+	@mkdir -p artifacts
+	@$(PY) -m sinkd verify --no-progress > artifacts/verify.txt || { cat artifacts/verify.txt; exit 1; }
+	@tail -n 1 artifacts/verify.txt
 	$(PY) -m pytest -q
 
 bench: setup

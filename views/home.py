@@ -29,17 +29,23 @@ against [POT](https://pythonot.github.io/) to round-off (`python -m sinkd verify
 """
 )
 
-st.subheader("What is here")
+st.subheader("Where to go")
+st.page_link("views/divergence_lab.py", label="**Divergence lab**: fit a student to a bimodal "
+             "teacher under KL, reverse KL, JS, TVD, skew KL and Sinkhorn, and measure mode "
+             "averaging, mode collapse and mode underestimation.", icon="⛰️")
+st.page_link("views/transport.py", label="**Transport plans**: change λ and T and watch the "
+             "N × N plan of a batch converge; see where the plain kernel solver underflows.",
+             icon="🧮")
+st.page_link("views/verify.py", label="**Verify against POT**: our solver and POT side by side, "
+             "iteration by iteration, with the tolerance of every check.", icon="✅")
 st.markdown(
     """
-- **The library** `sinkd`: a batched, differentiable Sinkhorn solver in PyTorch (kernel and
-  stabilised log-domain methods, CPU and GPU), the SinKD loss with the reference defaults, and
-  the usual KD divergences (KL, reverse KL, JS, TVD, skew KL, generalised JSD).
-- **Verification**: `python -m sinkd verify` compares the solver with POT after every
-  iteration, and exits non-zero on any disagreement.
-- **Benchmarks**: `python -m sinkd bench` prints speed ratios against POT.
+**Start in one click:** open the divergence lab; its first preset is the classic picture of mode
+averaging. Every page has presets with a *what to notice* line, a reset button, and a URL that
+restores exactly what is on screen when you share it. The camera button of each plot downloads
+it (PNG or SVG: choose in the sidebar); tables download as CSV.
 
-More pages (the divergence lab, transport plans, live verification, distilling a BERT) are on
-their way; each will appear in the menu on the left.
+The library behind the pages, `sinkd`, is usable on its own (see the README):
+`python -m sinkd verify` checks the solver against POT and `python -m sinkd bench` measures it.
 """
 )
