@@ -67,8 +67,9 @@ nearest teachers (λ → 0: exact optimal transport, a permutation here).
 **T trades speed for accuracy.** Each iteration costs two matrix-vector products; after T of
 them the columns are exact and the rows only approximate, the less so the smaller λ.
 **Small λ trades stability for fidelity to exact OT.** The kernel solver forms
-K = exp(−D/λ), which underflows once D/λ passes the dtype's range; the log-domain solver never
-forms K and stays finite, at some cost in speed.
+K = exp(−D/λ), which underflows once D/λ passes the dtype's range; the stabilised log-domain
+solver keeps its kernel relative to absorbed potentials and redoes any overflowing step with
+log-sum-exp, so it stays finite, at some cost in speed.
 """
 TRY = """
 - Press ▶ under the plan: watch rows and columns alternate towards mass 1.
