@@ -1,4 +1,4 @@
-"""Command line: ``python -m sinkd {verify,bench} ...``."""
+"""Command line: ``python -m sinkd {verify,bench,distill,compare} ...``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from tqdm import tqdm
+
+from sinkd.cli_distill import add_subcommands
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     bench_cmd.add_argument("--out", metavar="FILE", help="also write results as JSON")
     bench_cmd.set_defaults(run=_bench)
+    add_subcommands(sub)
     return parser
 
 

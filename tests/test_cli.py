@@ -35,3 +35,14 @@ def test_verify_quick_agrees_with_pot(tmp_path):
     assert all(c["passed"] and c["error"] <= c["tolerance"] for c in report["checks"])
     names = {c["name"] for c in report["checks"]}
     assert any("ot.sinkhorn" in n for n in names) and any("POT torch" in n for n in names)
+
+
+def test_help_lists_distill_and_compare():
+    """`python -m sinkd --help` also names distill and compare; `distill --help` lists its flags."""
+    out = _run("--help")
+    assert "distill" in out.stdout and "compare" in out.stdout
+    out = _run("distill", "--help")
+    assert out.returncode == 0
+    for flag in ("--recipe", "--steps", "--batch-size", "--train-limit", "--seed", "--device",
+                 "--out"):
+        assert flag in out.stdout

@@ -1,0 +1,255 @@
+"""Run records of a distillation: one JSON file per run, and a table comparing recipes.
+
+A record holds everything needed to read a run later without rerunning it: the full config,
+the metrics of every finished step, the final results, the teacher's provenance, the device,
+library versions, times, whether it was stopped, and the last batch's logits and transport plan
+(which the transport page opens). Files are written atomically (temporary file, then
+``os.replace``), so a run interrupted at any moment leaves the previous complete record.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import tempfile
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sinkd.losses import pairwise_cost
+from sinkd.sinkhorn import sinkhorn
+
+SCHEMA = 1  # bump when the layout of a record changes
+_DASH = "—"
+
+
+@dataclass
+class RunRecord:
+    """One distillation run, as stored on disk (plain JSON types only)."""
+
+    config: dict[str, Any]  # every DistillConfig field, as given (teacher["path"] resolves it)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one dict per finished step
+    results: dict[str, Any] = field(default_factory=dict)  # final_dev, best_dev, best_step, test
+    data: dict[str, Any] = field(default_factory=dict)  # name, source, labels, split sizes
+    teacher: dict[str, Any] = field(default_factory=dict)  # path, from_cache, accuracies, ...
+    device: str = "cpu"  # the torch device the student trained on
+    versions: dict[str, str] = field(default_factory=dict)  # torch, transformers, sinkd
+    started: str = ""  # ISO 8601 time the run started
+    ended: str | None = None  # ISO 8601 time it ended (None while running)
+    wall_time_s: float = 0.0  # seconds from start to the last write
+    stopped: bool = False  # True when should_stop() ended it before config["steps"]
+    last_batch: dict[str, Any] | None = None  # logits, labels and SinKD plan of the last step
+    schema: int = SCHEMA  # layout version of this record
+
+    @property
+    def recipe(self) -> str:
+        return str(self.config.get("recipe", "?"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types; non-finite floats become None (strict JSON)."""
+        return _finite(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """Build a record from :meth:`to_dict`'s output; ValueError names a missing/bad key."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a run record must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown keys in run record: {unknown}; valid keys: {sorted(known)}")
+        kinds = {"config": dict, "metrics": list, "results": dict, "data": dict, "teacher": dict,
+                 "device": str, "versions": dict, "started": str, "wall_time_s": (int, float),
+                 "stopped": bool, "schema": int}
+        for key, kind in kinds.items():
+            if key == "config" and key not in data:
+                raise ValueError("run record has no 'config'")
+            if key in data and not isinstance(data[key], kind):
+                name = getattr(kind, "__name__", "a number")
+                raise ValueError(f"run record key {key!r} must be {name}, got {data[key]!r:.80}")
+        if data.get("schema", SCHEMA) > SCHEMA:
+            raise ValueError(f"run record schema {data['schema']} is newer than this sinkd's "
+                             f"({SCHEMA})")
+        if not all(isinstance(m, dict) and isinstance(m.get("step"), int)
+                   for m in data.get("metrics", [])):
+            raise ValueError("run record 'metrics' must be a list of dicts with an int 'step'")
+        return cls(**data)
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN and infinities by None, recursively (json's NaN is not standard JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def save_record(record: RunRecord, path: str | os.PathLike) -> Path:
+    """Write ``record`` as JSON to ``path`` atomically (a reader never sees half a file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> p = save_record(RunRecord(config={"recipe": "ce"}), Path(d) / "run.json")
+    >>> load_record(p).recipe
+    'ce'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record.to_dict(), indent=1, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_record(path: str | os.PathLike) -> RunRecord:
+    """Read a record written by :func:`save_record`; ValueError names the file if invalid."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return RunRecord.from_dict(data)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such run record") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a valid run record: {exc}") from None
+
+
+def transport_snapshot(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                       labels: torch.Tensor, *, reg: float, n_iters: int,
+                       temperature: float) -> dict[str, Any]:
+    """A batch's logits, labels and SinKD plan P (N, N) after ``n_iters`` scalings, as lists.
+
+    The transport page opens it as its "latest distillation batch". Computed in float64 with
+    unit masses, like the SinKD term (:func:`sinkd.sinkd_loss`).
+
+    Examples
+    --------
+    >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> snap = transport_snapshot(z, z, torch.tensor([0, 1]), reg=0.1, n_iters=20,
+    ...                           temperature=2.0)
+    >>> [round(sum(col), 6) for col in zip(*snap["plan"])]  # columns are exact after each scaling
+    [1.0, 1.0]
+    """
+    z_s = student_logits.detach().double().cpu()  # (N, C)
+    z_t = teacher_logits.detach().double().cpu()  # (N, C)
+    D = pairwise_cost(torch.softmax(z_s / temperature, -1),
+                      torch.softmax(z_t / temperature, -1))  # (N, N) L1 cost
+    ones = torch.ones(len(D), dtype=D.dtype)  # unit masses
+    plan = sinkhorn(ones, ones, D, reg, n_iters=n_iters, tol=0).plan  # (N, N)
+    return dict(student_logits=z_s.tolist(), teacher_logits=z_t.tolist(), labels=labels.tolist(),
+                plan=plan.tolist(), reg=reg, n_iters=n_iters, temperature=temperature)
+
+
+def versions() -> dict[str, str]:
+    """Versions of torch, transformers and sinkd (from its metadata or pyproject.toml; no git)."""
+    import transformers
+
+    try:
+        sinkd_version = importlib.metadata.version("sinkd-lab")
+    except importlib.metadata.PackageNotFoundError:  # a source checkout: read pyproject.toml
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        sinkd_version = (tomllib.loads(pyproject.read_text())["project"]["version"] + " (source)"
+                         if pyproject.is_file() else "unknown")
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "sinkd": sinkd_version}
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN with fewer than 2 values)."""
+    if not values:
+        return math.nan, math.nan
+    x = np.asarray(values, dtype=float)
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
+
+
+COLUMNS = ("recipe", "steps", "seeds", "stopped", "test_mean", "test_std", "best_dev_mean",
+           "best_dev_std", "final_dev_mean", "final_dev_std")
+
+
+def compare(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per (recipe, steps): mean and std over seeds of each accuracy.
+
+    ``test`` is the test accuracy of the best-dev checkpoint, ``best_dev`` the best dev accuracy
+    over evaluations (optimistic: it chose the checkpoint), ``final_dev`` the dev accuracy at the
+    last step. Stopped runs are not averaged (their budgets differ); they are counted in
+    ``stopped``. std uses ddof=1 and is NaN for a single seed.
+
+    Parameters
+    ----------
+    records : list of RunRecord
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``COLUMNS``, rows in the order the recipes first appear.
+
+    Examples
+    --------
+    >>> r = [RunRecord(config={"recipe": "kd", "steps": 5, "seed": s},
+    ...                results={"test": t, "best_dev": t, "final_dev": t}) for s, t in
+    ...      enumerate([0.5, 0.7])]
+    >>> compare(r)[["recipe", "seeds", "test_mean"]].to_dict("records")
+    [{'recipe': 'kd', 'seeds': 2, 'test_mean': 0.6}]
+    """
+    if not records:
+        raise ValueError("records must hold at least one run record, got none")
+    groups: dict[tuple[str, int], list[RunRecord]] = {}
+    for record in records:
+        if not isinstance(record, RunRecord):
+            raise ValueError(f"records must be RunRecord objects, got {type(record).__name__}")
+        groups.setdefault((record.recipe, int(record.config.get("steps", 0))), []).append(record)
+    rows = []
+    for (recipe, steps), group in groups.items():
+        done = [r for r in group if not r.stopped]
+        row: dict[str, Any] = dict(recipe=recipe, steps=steps, seeds=len(done),
+                                   stopped=len(group) - len(done))
+        for key, name in (("test", "test"), ("best_dev", "best_dev"), ("final_dev", "final_dev")):
+            values = [r.results[key] for r in done if r.results.get(key) is not None]
+            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def format_compare(df: pd.DataFrame) -> str:
+    """The comparison as a fixed-width text table, accuracies in %, NaN shown as "—".
+
+    Examples
+    --------
+    >>> r = RunRecord(config={"recipe": "ce", "steps": 3}, results={"test": 0.5})
+    >>> print(format_compare(compare([r])))  # doctest: +NORMALIZE_WHITESPACE
+    recipe steps seeds stopped test % ± best dev % ± final dev % ±
+        ce     3     1       0   50.0 —        —  —         —  —
+    """
+    def pct(x: float) -> str:
+        return _DASH if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
+
+    headers = {"test_mean": "test %", "test_std": "±", "best_dev_mean": "best dev %",
+               "best_dev_std": "±", "final_dev_mean": "final dev %", "final_dev_std": "±"}
+    table = df.copy()
+    for col in headers:
+        table[col] = [pct(x) for x in df[col]]
+    table.columns = [headers.get(c, c) for c in df.columns]
+    return table.to_string(index=False)
