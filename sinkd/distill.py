@@ -1,9 +1,11 @@
 r"""Distil a fine-tuned BERT teacher into a small BERT student, nanoGPT style.
 
-Read top to bottom: :class:`DistillConfig` (every setting, its default and why), the
-:data:`RECIPES` (one loss each), :func:`prepare_teacher` (fine-tune once, cache the logits),
-:func:`get_batch`, :func:`evaluate`, :func:`lr_at`, then :func:`train`, the loop. The teacher's
-fine-tuning is a separate supervised phase; distillation uses only its cached logits, so the
+Read top to bottom: :class:`DistillConfig` (every setting, its default and why),
+:func:`get_batch`, :func:`evaluate`, :func:`lr_at`, then :func:`train`, the loop. The
+:data:`RECIPES` (one loss each) live in :mod:`sinkd.recipes`, the data and the teacher
+(:func:`load_data`, :func:`prepare_teacher`: fine-tune once, cache the logits) in
+:mod:`sinkd.distill_teacher`; both are re-exported here. The teacher's fine-tuning is a
+separate supervised phase; distillation uses only its cached logits, so the
 teacher never runs there (the reference code ran a wasted teacher backward every step). The
 ``sinkd`` recipe is the reference objective of :func:`sinkd.distillation_objective`:
 
@@ -20,24 +22,36 @@ import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from sinkd import distill_data, distill_models
-from sinkd.divergences import divergence
-from sinkd.losses import SinKDLoss
-from sinkd.objective import ObjectiveTerms, distillation_objective
+from sinkd.distill_teacher import (  # re-exported: the data and teacher part of this API
+    SPLITS,
+    SUBSET_SEED,
+    TEACHER_RECIPE,
+    TEACHER_SEED,
+    RunStoppedError,
+    encode_split,
+    load_data,
+    prepare_teacher,
+    teacher_cache,
+)
+from sinkd.recipes import (  # re-exported: the recipes part of this API
+    RECIPES,
+    Recipe,
+    kd_temperature_at,
+    progress_at,
+)
 from sinkd.records import RunRecord, now, save_record, transport_snapshot, versions
 
-TEACHER_SEED = 0  # the teacher is fine-tuned with one seed: every student seed distils the same one
-SUBSET_SEED = 0  # train_limit / eval_limit draw the same rows for every run (and the cache key)
+__all__ = ["MAX_GRAD_NORM", "RECIPES", "SPLITS", "SUBSET_SEED", "TEACHER_RECIPE", "TEACHER_SEED",
+           "DistillConfig", "Recipe", "RunStoppedError", "encode_split", "evaluate", "get_batch",
+           "kd_temperature_at", "load_data", "lr_at", "prepare_teacher", "progress_at",
+           "teacher_cache", "train"]
+
 MAX_GRAD_NORM = 1.0  # gradient clipping, as Hugging Face's Trainer does by default
-# the teacher's own fine-tuning recipe, fixed so that every student setting shares one teacher
-# (MiniLM-L6 on Rotten Tomatoes with it: 72% after 50 steps, 79% after 100, 80% after 150)
-TEACHER_RECIPE = dict(batch_size=32, lr=5e-5, weight_decay=0.01, warmup_fraction=0.1)
 
 
 @dataclass
@@ -132,7 +146,7 @@ _RANGES = {"train_limit": (2, 10**8), "eval_limit": (1, 10**8), "max_length": (8
            "steps": (1, 10**7), "batch_size": (1, 4096), "lr": (0, 1, "open"),
            "weight_decay": (0, 1), "warmup_fraction": (0, 1), "eval_every": (1, 10**7),
            "seed": (0, 2**31 - 1)}
-_CHOICES = {"device": distill_models.DEVICES}  # and "recipe": RECIPES, added below them
+_CHOICES = {"device": distill_models.DEVICES, "recipe": RECIPES}
 
 
 def _describe(name: str) -> str:
@@ -161,187 +175,6 @@ def _parse(key: str, text: str) -> tuple[str, object]:
         return key, kind(text)
     except ValueError:
         raise ValueError(f"{key} must be {_describe(key)}, got {text!r}") from None
-
-
-# ----------------------------------------------------------------------------- recipes
-def progress_at(step: int, config: DistillConfig) -> float:
-    """Fraction of training done at 0-based ``step``: 0 at the first step, 1 at the last.
-
-    >>> [progress_at(s, DistillConfig(steps=3)) for s in range(3)]
-    [0.0, 0.5, 1.0]
-    """
-    return step / (config.steps - 1) if config.steps > 1 else 1.0
-
-
-def kd_temperature_at(config: DistillConfig, progress: float) -> float:
-    """KD temperature at ``progress``: linear from kd_temperature to 1 when annealing.
-
-    At step s of S this is ``sinkd.annealed_temperature(kd_temperature, s, S)`` (steps as epochs).
-
-    >>> kd_temperature_at(DistillConfig(kd_temperature=3.0, anneal_temperature=True), 0.5)
-    2.0
-    """
-    if not config.anneal_temperature:
-        return config.kd_temperature
-    return config.kd_temperature + (1.0 - config.kd_temperature) * progress
-
-
-def _sinkhorn_term(config: DistillConfig) -> SinKDLoss:
-    return SinKDLoss(reg=config.reg, n_iters=config.n_iters,
-                     temperature=config.sinkhorn_temperature)
-
-
-def _ce_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
-    ce = F.cross_entropy(z_s, labels)
-    return ObjectiveTerms(total=ce, ce=ce, kd=torch.zeros_like(ce), sinkhorn=torch.zeros_like(ce))
-
-
-def _divergence_loss(name: str) -> Callable[..., ObjectiveTerms]:
-    def loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
-        ce = F.cross_entropy(z_s, labels)
-        kd = divergence(name, z_s, z_t.detach(), temperature=kd_temperature_at(config, progress))
-        return ObjectiveTerms(total=(1 - config.alpha) * ce + config.alpha * kd, ce=ce, kd=kd,
-                              sinkhorn=torch.zeros_like(ce))
-    return loss
-
-
-def _sinkd_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
-    return distillation_objective(z_s, z_t.detach(), labels, alpha=config.alpha, beta=config.beta,
-                                  kd_temperature=kd_temperature_at(config, progress),
-                                  kd="soft_ce", sinkhorn_term=_sinkhorn_term(config))
-
-
-def _sinkhorn_only_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
-    ce = F.cross_entropy(z_s, labels)
-    term = _sinkhorn_term(config)(z_s, z_t.detach())
-    return ObjectiveTerms(total=(1 - config.alpha) * ce + config.beta * term, ce=ce,
-                          kd=torch.zeros_like(ce), sinkhorn=term)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A distillation loss: ``loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms``."""
-
-    description: str
-    loss: Callable[[Tensor, Tensor, Tensor, DistillConfig, float], ObjectiveTerms]
-    parts: tuple[str, ...]  # the terms it weights (the others are 0, not computed, not logged)
-
-
-_KD = "(1 - alpha) CE + alpha {} at the KD temperature (sinkd.divergence, no T^2 factor)"
-RECIPES: dict[str, Recipe] = {
-    "ce": Recipe("CE with the labels only: the student alone, no teacher", _ce_loss, ("ce",)),
-    "kd": Recipe(_KD.format("KL(teacher || student)"), _divergence_loss("kl"), ("ce", "kd")),
-    "rkl": Recipe(_KD.format("KL(student || teacher)"), _divergence_loss("rkl"), ("ce", "kd")),
-    "js": Recipe(_KD.format("Jensen-Shannon"), _divergence_loss("js"), ("ce", "kd")),
-    "tvd": Recipe(_KD.format("total variation"), _divergence_loss("tvd"), ("ce", "kd")),
-    "skew_kl": Recipe(_KD.format("skew KL (skew 0.1)"), _divergence_loss("skew_kl"),
-                      ("ce", "kd")),
-    "sinkd": Recipe("the reference: (1 - alpha) CE + alpha soft-CE KD_T + beta SinKD "
-                    "(sinkd.distillation_objective)", _sinkd_loss, ("ce", "kd", "sinkhorn")),
-    "sinkhorn": Recipe("(1 - alpha) CE + beta SinKD: the Sinkhorn term without KD",
-                       _sinkhorn_only_loss, ("ce", "sinkhorn")),
-}
-_CHOICES["recipe"] = RECIPES
-
-
-# ----------------------------------------------------------------------------- data and teacher
-SPLITS = ("train", "dev", "test")
-
-
-class RunStoppedError(Exception):
-    """should_stop() returned True while the teacher was being fine-tuned (nothing cached)."""
-
-
-def load_data(config: DistillConfig) -> distill_data.Splits:
-    """The splits of ``config.data``, each cut to its limit by a fixed random subset."""
-    splits = distill_data.load_splits(config.data)
-
-    def cut(data: distill_data.TextData, limit: int | None, salt: int) -> distill_data.TextData:
-        if limit is None or limit >= len(data):
-            return data
-        g = torch.Generator().manual_seed(SUBSET_SEED + salt)
-        return data.subset(torch.randperm(len(data), generator=g)[:limit].sort().values.tolist())
-
-    return dataclasses.replace(splits, train=cut(splits.train, config.train_limit, 0),
-                               dev=cut(splits.dev, config.eval_limit, 1),
-                               test=cut(splits.test, config.eval_limit, 2))
-
-
-def encode_split(tokenizer, data: distill_data.TextData, max_length: int) -> dict[str, Tensor]:
-    """A split tokenized once: input_ids, masks (N, L) padded to the longest row; labels (N,)."""
-    encodings = distill_models.encode(tokenizer, data.texts, data.texts_b, max_length=max_length)
-    return {**encodings, "labels": torch.tensor(data.labels, dtype=torch.long)}
-
-
-def teacher_cache(config: DistillConfig,
-                  splits: distill_data.Splits) -> tuple[distill_models.CacheDir, str]:
-    """(cache, key) of the fine-tuned teacher; the key covers all that shapes it, data included."""
-    data = f"{splits.name}-{splits.fingerprint()}-{sorted(TEACHER_RECIPE.items())}"
-    key = distill_models.teacher_cache_key(config.teacher_path(), data, config.max_length,
-                                           config.teacher_steps, TEACHER_SEED)
-    root = Path(config.cache_dir) if config.cache_dir else distill_models.default_cache_dir()
-    return distill_models.CacheDir(root), key
-
-
-def prepare_teacher(config: DistillConfig, splits: distill_data.Splits,
-                    on_progress: Callable[[dict], None] | None = None,
-                    should_stop: Callable[[], bool] | None = None,
-                    ) -> tuple[torch.nn.Module | None, dict[str, Tensor]]:
-    """Fine-tune the teacher once on train, cache it and its logits on every split.
-
-    Later calls with the same teacher, data and settings load the cached logits and return
-    ``(None, logits)``: the teacher is not loaded, let alone run. ``on_progress`` receives
-    ``{"phase": "fine-tune" | "logits" | "cache", "done": int, "total": int, ...}``.
-
-    Returns
-    -------
-    (teacher or None, {"train" | "dev" | "test": tensor (N_split, C) float32 on the CPU})
-        The teacher comes back frozen (``requires_grad`` False, no ``.grad``), in eval mode.
-    """
-    cache, key = teacher_cache(config, splits)
-    logits = {s: cache.load_logits(key, s) for s in SPLITS}
-    if all(v is not None and len(v) == len(getattr(splits, s)) for s, v in logits.items()) and (
-            cache.teacher_dir(key).is_dir()):
-        _emit(on_progress, phase="cache", done=1, total=1, key=key)
-        return None, logits
-    device = distill_models.select_device(config.device)
-    tokenizer = distill_models.load_tokenizer(config.teacher_path())
-    model = distill_models.load_classifier(config.teacher_path(), splits.train.num_labels,
-                                           label_names=splits.train.label_names, seed=TEACHER_SEED)
-    model.to(device)
-    if config.teacher_steps > 0:  # supervised CE phase, before and apart from distillation
-        tc = dataclasses.replace(config, steps=config.teacher_steps, seed=TEACHER_SEED,
-                                 **TEACHER_RECIPE)
-        torch.manual_seed(TEACHER_SEED)
-        enc = encode_split(tokenizer, splits.train, tc.max_length)
-        opt, gen = _adamw(model, tc), torch.Generator()
-        model.train()
-        for step in range(tc.steps):
-            if should_stop is not None and should_stop():
-                raise RunStoppedError(f"stopped after {step} of {tc.steps} teacher steps")
-            batch = {k: v.to(device) for k, v in get_batch(enc, None, step, tc, gen).items()}
-            with _autocast(device):
-                z = model(**_inputs(batch)).logits  # (B, C)
-            loss = F.cross_entropy(z.float(), batch["labels"])
-            _step(model, opt, loss, lr_at(step, tc))
-            _emit(on_progress, phase="fine-tune", done=step + 1, total=tc.steps, loss=loss.item())
-    model.requires_grad_(False).zero_grad(set_to_none=True)
-    model.eval()
-    model.save_pretrained(cache.teacher_dir(key))
-    tokenizer.save_pretrained(cache.teacher_dir(key))
-    for s in SPLITS:  # logits last: their presence marks a complete cache entry
-        logits[s] = distill_models.teacher_logits(
-            model, tokenizer, getattr(splits, s), max_length=config.max_length,
-            batch_size=4 * config.batch_size, device=device,
-            on_batch=lambda done, n, s=s: _emit(on_progress, phase="logits", split=s, done=done,
-                                                total=n))
-        cache.save_logits(key, s, logits[s])
-    return model, logits
-
-
-def _emit(callback: Callable[[dict], None] | None, **event) -> None:
-    if callback is not None:
-        callback(event)
 
 
 # ----------------------------------------------------------------------------- training parts
