@@ -1,0 +1,45 @@
+"""Command line of the suite: ``python -m bench [--quick] [--out FILE.json] [--threads N]``.
+
+``python -m sinkd bench`` forwards its options to :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.report import format_table, save_json
+from bench.suite import SECTIONS, run_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark SinKD Lab's Sinkhorn solver and SinKD term against POT and a "
+        "BERT training step (CPU). Ratios are peer time / our time: > 1 means ours is faster.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="a small subset that finishes in under 30 s")
+    parser.add_argument("--out", metavar="FILE.json", help="save the results as JSON")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch (and numpy BLAS) threads (default 2)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds per timed cell (default 0.3, 0.08 with --quick)")
+    parser.add_argument("--section", action="append", choices=list(SECTIONS),
+                        help="run only this section (repeatable)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    if args.budget is not None and args.budget <= 0:
+        parser.error("--budget must be > 0")
+
+    def progress(message: str) -> None:
+        print(f"  ... {message}", file=sys.stderr, flush=True)
+
+    results = run_all(quick=args.quick, threads=args.threads, budget=args.budget,
+                      sections=args.section, progress=progress)
+    print(format_table(results))
+    if args.out:
+        save_json(results, args.out)
+        print(f"\nresults saved to {args.out}")
+    return 0
