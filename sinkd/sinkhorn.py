@@ -24,7 +24,9 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -46,10 +48,6 @@ class SinkhornResult:
 
     plan: Tensor  # (..., n, m) transport plan after the last iteration
     cost: Tensor  # (...,) transport cost <P, C>, without the entropy term
-    entropic_cost: Tensor  # (...,) <P, C> + reg * sum P log P: the objective minimised
-    f: Tensor  # (..., n) row potential: P_ij = exp((f_i + g_j - C_ij) / reg)
-    g: Tensor  # (..., m) column potential
-    marginal_error: Tensor  # (...,) L1 error of the rows plus L1 error of the columns of plan
     n_iters: int  # iterations run
     converged: bool  # marginal_error <= tol everywhere (always False when tol = 0)
     method: str  # the method that ran: "kernel" or "log"
@@ -58,6 +56,33 @@ class SinkhornResult:
     f_history: Tensor | None = None  # (n_iters, ..., n) f after each iteration
     g_history: Tensor | None = None  # (n_iters, ..., m) g after each iteration
     cost_matrix: Tensor | None = None  # (..., n, m) the cost, kept for plan_at (return_log)
+    # f, g, marginal_error and entropic_cost are computed on first access: the SinKD loss needs
+    # only the cost, and at small n their ~20 tensor operations cost as much as the iterations
+    _derived: Callable[[], dict] | None = field(default=None, repr=False)
+
+    @cached_property
+    def _extras(self) -> dict:
+        return self._derived()
+
+    @property
+    def f(self) -> Tensor:
+        """(..., n) row potential: P_ij = exp((f_i + g_j - C_ij) / reg); -inf where a_i = 0."""
+        return self._extras["f"]
+
+    @property
+    def g(self) -> Tensor:
+        """(..., m) column potential."""
+        return self._extras["g"]
+
+    @property
+    def marginal_error(self) -> Tensor:
+        """(...,) L1 error of the plan's rows plus L1 error of its columns."""
+        return self._extras["marginal_error"]
+
+    @property
+    def entropic_cost(self) -> Tensor:
+        """(...,) <P, C> + reg * sum P log P: the objective minimised (exact for the plan)."""
+        return self._extras["entropic_cost"]
 
     def plan_at(self, t: int) -> Tensor:
         """The plan after iteration ``t`` (1 <= t <= n_iters), from the recorded potentials.
@@ -78,7 +103,7 @@ class SinkhornResult:
 def _kernel_is_safe(C: Tensor, reg: float) -> bool:
     """Whether exp(-C / reg) and its scalings stay well inside the dtype's range."""
     limit = 0.5 * -math.log(torch.finfo(C.dtype).tiny)  # 354 in float64, 43.7 in float32
-    extent = max(C.max().item(), -C.min().item()) / reg
+    extent = C.abs().max().item() / reg
     return extent <= limit
 
 
@@ -136,8 +161,8 @@ def _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log):
                 f"{name} must have shape (..., {size}) to match the {size} {what} of cost "
                 f"{tuple(C.shape)}, got {tuple(x.shape)}"
             )
-        _check_finite(x, name)
-        if bool((x < 0).any()):
+        if not bool((torch.isfinite(x) & (x >= 0)).all()):  # one pass; say which rule broke
+            _check_finite(x, name)
             raise ValueError(f"{name} must be nonnegative: masses are in [0, inf)")
     try:  # numpy's rule is torch's; torch.broadcast_shapes imports sympy on first use (~1 s)
         batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], C.shape[:-2])
@@ -277,28 +302,40 @@ def sinkhorn(
         loop = solve(True)
         P = loop.u * loop.K * loop.v.transpose(-1, -2)
 
-    f = (loop.alpha + reg * _iterations._safe_log(loop.u)).squeeze(-1)  # (..., n)
-    g = (loop.beta + reg * _iterations._safe_log(loop.v)).squeeze(-1)  # (..., m)
-    rows, cols = P.sum(-1), P.sum(-2)  # (..., n), (..., m)
-    row_error = (rows - a_t).abs().sum(-1)
-    marginal_error = row_error + (cols - b_t).abs().sum(-1)
     transport = (P * C).sum((-2, -1))
-    # reg * sum P log P = sum P (f + g - C) exactly, finite even where P underflows to 0
-    entropic = (rows * _iterations._finite_or_zero(f)).sum(-1) + (
-        cols * _iterations._finite_or_zero(g)
-    ).sum(-1)
     if envelope:
         transport = (P.detach() * C).sum((-2, -1))  # d/dC = P
-        entropic = transport + (entropic - transport).detach()
 
-    converged = tol > 0 and bool((row_error <= tol).all())
-    if tol > 0 and not converged:
-        warnings.warn(
-            f"sinkhorn did not converge: row-marginal error {row_error.max().item():.2e} > tol "
-            f"{tol:.1e} after {loop.n_iters} iterations; raise n_iters or reg",
-            SinkhornConvergenceWarning,
-            stacklevel=2,
-        )
+    converged = False
+    if tol > 0:
+        row_error = (P.sum(-1) - a_t).abs().sum(-1)
+        converged = bool((row_error <= tol).all())
+        if not converged:
+            warnings.warn(
+                f"sinkhorn did not converge: row-marginal error {row_error.max().item():.2e} > "
+                f"tol {tol:.1e} after {loop.n_iters} iterations; raise n_iters or reg",
+                SinkhornConvergenceWarning,
+                stacklevel=2,
+            )
+
+    def convert(x: Tensor, keep_dtype: bool = False):
+        if not isinstance(cost, Tensor):
+            return x.detach().cpu().numpy()
+        return x if keep_dtype else x.to(out_dtype)
+
+    def derived() -> dict:
+        f = (loop.alpha + reg * _iterations._safe_log(loop.u)).squeeze(-1)  # (..., n)
+        g = (loop.beta + reg * _iterations._safe_log(loop.v)).squeeze(-1)  # (..., m)
+        rows, cols = P.sum(-1), P.sum(-2)  # (..., n), (..., m)
+        marginal_error = (rows - a_t).abs().sum(-1) + (cols - b_t).abs().sum(-1)
+        # reg * sum P log P = sum P (f + g - C) exactly, finite even where P underflows to 0
+        entropic = (rows * _iterations._finite_or_zero(f)).sum(-1) + (
+            cols * _iterations._finite_or_zero(g)
+        ).sum(-1)
+        if envelope:
+            entropic = transport + (entropic - transport).detach()
+        return {name: convert(x) for name, x in
+                dict(f=f, g=g, marginal_error=marginal_error, entropic_cost=entropic).items()}
 
     history = {}
     if return_log:
@@ -308,15 +345,9 @@ def sinkhorn(
             g_history=torch.stack(loop.g_history).squeeze(-1),
             cost_matrix=C.detach(),
         )
-    fields = dict(
-        plan=P, cost=transport, entropic_cost=entropic, f=f, g=g, marginal_error=marginal_error,
-        **history,
-    )
-    if isinstance(cost, Tensor):
-        # the history stays in the compute dtype: plan_at rebuilds plans from it accurately
-        fields = {k: v if k in history else v.to(out_dtype) for k, v in fields.items()}
-    else:
-        fields = {k: v.detach().cpu().numpy() for k, v in fields.items()}
+    # the history stays in the compute dtype: plan_at rebuilds plans from it accurately
+    history = {k: convert(x, keep_dtype=True) for k, x in history.items()}
     return SinkhornResult(
-        n_iters=loop.n_iters, converged=converged, method=chosen, reg=reg, **fields
+        plan=convert(P), cost=convert(transport), n_iters=loop.n_iters, converged=converged,
+        method=chosen, reg=reg, _derived=derived, **history,
     )
