@@ -18,6 +18,7 @@ pages = {
     ],
     "Explore": [st.Page("views/transport.py", title="Transport plans", icon="🧮")],
     "Verify": [st.Page("views/verify.py", title="Verify against POT", icon="✅")],
+    "Distill": [st.Page("views/distill.py", title="Distill a BERT", icon="🎓")],
 }
 sidebar_controls()
 st.navigation(pages).run()

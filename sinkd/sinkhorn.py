@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import torch
@@ -58,11 +57,11 @@ class SinkhornResult:
     cost_matrix: Tensor | None = None  # (..., n, m) the cost, kept for plan_at (return_log)
     # f, g, marginal_error and entropic_cost are computed on first access: the SinKD loss needs
     # only the cost, and at small n their ~20 tensor operations cost as much as the iterations
-    _derived: Callable[[], dict] | None = field(default=None, repr=False)
+    _state: dict | None = field(default=None, repr=False)  # what _derived needs (picklable)
 
     @cached_property
     def _extras(self) -> dict:
-        return self._derived()
+        return _derived(**self._state)
 
     @property
     def f(self) -> Tensor:
@@ -98,6 +97,28 @@ class SinkhornResult:
         if isinstance(C, np.ndarray):
             return np.exp((f[..., :, None] + g[..., None, :] - C) / self.reg)
         return torch.exp((f[..., :, None] + g[..., None, :] - C) / self.reg).to(self.plan.dtype)
+
+
+def _convert(x: Tensor, to_numpy: bool, dtype: torch.dtype, keep_dtype: bool = False):
+    """A result tensor as the caller gets it: numpy for numpy inputs, else in the input dtype."""
+    if to_numpy:
+        return x.detach().cpu().numpy()
+    return x if keep_dtype else x.to(dtype)
+
+
+def _derived(u, v, alpha, beta, a, b, P, transport, reg, envelope, convert) -> dict:
+    """f, g, marginal_error and entropic_cost of a finished solve (computed on first access)."""
+    f = (alpha + reg * _iterations._safe_log(u)).squeeze(-1)  # (..., n)
+    g = (beta + reg * _iterations._safe_log(v)).squeeze(-1)  # (..., m)
+    rows, cols = P.sum(-1), P.sum(-2)  # (..., n), (..., m)
+    marginal_error = (rows - a).abs().sum(-1) + (cols - b).abs().sum(-1)
+    # reg * sum P log P = sum P (f + g - C) exactly, finite even where P underflows to 0
+    entropic = (rows * _iterations._finite_or_zero(f)).sum(-1) + (
+        cols * _iterations._finite_or_zero(g)).sum(-1)
+    if envelope:
+        entropic = transport + (entropic - transport).detach()
+    return {name: convert(x) for name, x in
+            dict(f=f, g=g, marginal_error=marginal_error, entropic_cost=entropic).items()}
 
 
 def _kernel_is_safe(C: Tensor, reg: float) -> bool:
@@ -318,24 +339,9 @@ def sinkhorn(
                 stacklevel=2,
             )
 
-    def convert(x: Tensor, keep_dtype: bool = False):
-        if not isinstance(cost, Tensor):
-            return x.detach().cpu().numpy()
-        return x if keep_dtype else x.to(out_dtype)
-
-    def derived() -> dict:
-        f = (loop.alpha + reg * _iterations._safe_log(loop.u)).squeeze(-1)  # (..., n)
-        g = (loop.beta + reg * _iterations._safe_log(loop.v)).squeeze(-1)  # (..., m)
-        rows, cols = P.sum(-1), P.sum(-2)  # (..., n), (..., m)
-        marginal_error = (rows - a_t).abs().sum(-1) + (cols - b_t).abs().sum(-1)
-        # reg * sum P log P = sum P (f + g - C) exactly, finite even where P underflows to 0
-        entropic = (rows * _iterations._finite_or_zero(f)).sum(-1) + (
-            cols * _iterations._finite_or_zero(g)
-        ).sum(-1)
-        if envelope:
-            entropic = transport + (entropic - transport).detach()
-        return {name: convert(x) for name, x in
-                dict(f=f, g=g, marginal_error=marginal_error, entropic_cost=entropic).items()}
+    convert = partial(_convert, to_numpy=not isinstance(cost, Tensor), dtype=out_dtype)
+    state = dict(u=loop.u, v=loop.v, alpha=loop.alpha, beta=loop.beta, a=a_t, b=b_t, P=P,
+                 transport=transport, reg=reg, envelope=envelope, convert=convert)
 
     history = {}
     if return_log:
@@ -349,5 +355,5 @@ def sinkhorn(
     history = {k: convert(x, keep_dtype=True) for k, x in history.items()}
     return SinkhornResult(
         plan=convert(P), cost=convert(transport), n_iters=loop.n_iters, converged=converged,
-        method=chosen, reg=reg, _derived=derived, **history,
+        method=chosen, reg=reg, _state=state, **history,
     )

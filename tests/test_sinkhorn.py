@@ -764,3 +764,15 @@ def test_result_fields_match_their_definitions(method, reg, T, zero_mass):
     errs = np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum()
     assert res.marginal_error == pytest.approx(errs, rel=1e-9, abs=1e-15)
     assert res.reg == reg and res.method == method and res.n_iters == T
+
+
+def test_result_pickles_with_its_derived_fields():
+    """A result survives pickling (st.cache_data stores results): fields and history unchanged."""
+    import pickle
+
+    C = torch.rand(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    res = sinkhorn(None, None, C, 0.2, n_iters=30, tol=0, return_log=True)
+    back = pickle.loads(pickle.dumps(res))
+    assert torch.equal(back.plan, res.plan) and torch.equal(back.plan_at(7), res.plan_at(7))
+    assert torch.equal(back.f, res.f) and torch.equal(back.entropic_cost, res.entropic_cost)
+    assert torch.equal(back.marginal_error, res.marginal_error)
