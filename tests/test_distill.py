@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,22 +38,6 @@ from sinkd.distill import (
 from sinkd.records import load_record
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = {1: ["great", "moving", "funny", "brilliant"], 0: ["dull", "boring", "awful", "flat"]}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    """A tiny random BERT teacher folder and a 96-row two-class CSV."""
-    root = tmp_path_factory.mktemp("tiny")
-    teacher = root / "teacher"
-    models.tiny_classifier(seed=0).save_pretrained(teacher)
-    models.load_tokenizer(models.packaged_model_path()).save_pretrained(teacher)
-    rows = [{"text": f"a {WORDS[y][i % 4]} film number {i}", "label": y}
-            for i in range(48) for y in (0, 1)]
-    pd.DataFrame(rows).to_csv(root / "reviews.csv", index=False)
-    return {"root": root, "teacher": str(teacher), "data": str(root / "reviews.csv")}
-
-
 def tiny_config(tiny: dict, **changes) -> DistillConfig:
     """A fast CPU config on the tiny teacher: 6 steps of batch 8, dev every 2 steps."""
     base = DistillConfig(data=tiny["data"], teacher=tiny["teacher"], teacher_steps=4,

@@ -10,29 +10,12 @@ import math
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from sinkd import distill_figures, distill_jobs
-from sinkd import distill_models as models
 from sinkd.distill import DistillConfig
 from sinkd.records import RunRecord, compare, load_record
 from sinkd.style import COLORS
-
-WORDS = {1: ["great", "moving", "funny", "brilliant"], 0: ["dull", "boring", "awful", "flat"]}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    """A tiny random BERT teacher folder and a 96-row two-class CSV."""
-    root = tmp_path_factory.mktemp("tiny")
-    teacher = root / "teacher"
-    models.tiny_classifier(seed=0).save_pretrained(teacher)
-    models.load_tokenizer(models.packaged_model_path()).save_pretrained(teacher)
-    rows = [{"text": f"a {WORDS[y][i % 4]} film number {i}", "label": y}
-            for i in range(48) for y in (0, 1)]
-    pd.DataFrame(rows).to_csv(root / "reviews.csv", index=False)
-    return {"root": root, "teacher": str(teacher), "data": str(root / "reviews.csv")}
 
 
 def base(tiny: dict, tmp_path, **changes) -> DistillConfig:
