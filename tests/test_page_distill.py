@@ -103,14 +103,20 @@ def _queue(at: AppTest) -> list[dict]:
     return []
 
 
-def test_start_trains_in_the_background_and_lists_the_record(cache):
-    """Start with a tiny budget: the worker finishes, the run shows done, its record is listed."""
+def _tiny_budget(steps: int):
+    """The page with one CE run on a tiny budget: 100 snippets, batch 4, length 8, no fine-tune."""
     at = _page()
     at.checkbox(key=K + "use_sinkd").uncheck().run()
     for name, value in (("teacher_steps", 0), ("train_limit", 100), ("eval_limit", 50),
-                        ("steps", 2), ("batch_size", 4)):
+                        ("steps", steps), ("batch_size", 4)):
         at.number_input(key=K + name).set_value(value).run()
     at.slider(key=K + "max_length").set_value(8).run()
+    return at
+
+
+def test_start_trains_in_the_background_and_lists_the_record(cache):
+    """Start with a tiny budget: the worker finishes, the run shows done, its record is listed."""
+    at = _tiny_budget(steps=2)
     assert not at.exception and "**1 run(s)**" in _text(at)
     at.button(key=K + "start").click().run()
     assert not at.exception
@@ -132,12 +138,7 @@ def test_start_trains_in_the_background_and_lists_the_record(cache):
 
 def test_stop_button_stops_the_run_and_keeps_its_record(cache):
     """Stop during a long run: it ends stopped, its record is saved and marked stopped."""
-    at = _page()
-    at.checkbox(key=K + "use_sinkd").uncheck().run()
-    for name, value in (("teacher_steps", 0), ("train_limit", 100), ("eval_limit", 50),
-                        ("steps", 3000), ("batch_size", 4)):
-        at.number_input(key=K + name).set_value(value).run()
-    at.slider(key=K + "max_length").set_value(8).run()
+    at = _tiny_budget(steps=3000)
     at.button(key=K + "start").click().run()
     for _ in range(240):  # wait for the first steps, then press Stop
         if "step " in "".join(p.proto.text for p in at.get("progress")) and any(
