@@ -3,7 +3,8 @@
 ``distill`` runs every recipe x seed asked for, one run record each (``--out DIR`` writes
 ``DIR/<recipe>-seed<k>.json``), with a progress bar per run on stderr. Ctrl-C stops the current
 run cleanly: its record is written, marked stopped, and the command exits 130 (a second Ctrl-C
-interrupts at once). ``compare`` prints the mean and std over seeds of each recipe's accuracies.
+interrupts at once); ``distill --resume RECORD`` continues it where it stopped. ``compare``
+prints the mean and std over seeds of each experiment's accuracies, beside the teacher's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sinkd.checkpoints import config_of
 from sinkd.distill import RECIPES, DistillConfig, train
 from sinkd.records import RunRecord, compare, format_compare, load_record
 
@@ -50,10 +52,15 @@ def _summary(record: RunRecord, path: Path | None) -> str:
             f"step {r.get('best_step')}), best dev {_percent(r.get('best_dev'))}, final dev "
             f"{_percent(r.get('final_dev'))}, {r.get('steps_done', 0)} of {c['steps']} steps, "
             f"{record.wall_time_s:.0f} s")
-    return text + (" [stopped]" if record.stopped else "") + (f" -> {path}" if path else "")
+    if record.stopped and record.checkpoint and path:
+        text += f" [stopped; continue with: python -m sinkd distill --resume {path}]"
+    elif record.stopped:
+        text += " [stopped]"
+    return text + (f" -> {path}" if path else "")
 
 
-def _run_one(config: DistillConfig, flag: _StopFlag, quiet: bool) -> RunRecord:
+def _run_one(config: DistillConfig, flag: _StopFlag, quiet: bool,
+             resume_from: Path | None = None) -> RunRecord:
     """One run with a teacher bar (first run only, unless cached) and a step bar."""
     bars: dict[str, tqdm] = {}
 
@@ -76,7 +83,8 @@ def _run_one(config: DistillConfig, flag: _StopFlag, quiet: bool) -> RunRecord:
     def on_step(event: dict) -> None:
         if "steps" not in bars:  # created here so that its rate leaves out the teacher phase
             bars["steps"] = tqdm(total=config.steps, desc=f"{config.recipe} seed {config.seed}",
-                                 unit="step", file=sys.stderr, disable=quiet)
+                                 unit="step", file=sys.stderr, disable=quiet,
+                                 initial=event["step"] - 1)
         step_bar = bars["steps"]
         if "dev_accuracy" in event:
             dev[0] = f"{100 * event['dev_accuracy']:.1f}%"
@@ -84,7 +92,8 @@ def _run_one(config: DistillConfig, flag: _StopFlag, quiet: bool) -> RunRecord:
         step_bar.update(1)
 
     try:
-        return train(config, on_step=on_step, should_stop=flag, on_progress=on_progress)
+        return train(config, on_step=on_step, should_stop=flag, on_progress=on_progress,
+                     resume_from=resume_from)
     finally:
         for bar in bars.values():
             bar.close()
@@ -96,23 +105,26 @@ def run_distill(args: argparse.Namespace) -> int:
              "device": args.device, "data": args.data}
     unknown = sorted(set(args.recipe) - set(RECIPES))
     try:
-        if unknown:
+        if args.resume:
+            runs = _resumed_runs(args)
+        elif unknown:
             raise ValueError(f"--recipe must be among {sorted(RECIPES)}, got {unknown}")
-        base = DistillConfig.from_overrides(args.set)
-        base = DistillConfig.from_overrides({k: v for k, v in flags.items() if v is not None},
-                                            base=base)
-        runs = [DistillConfig.from_overrides(
-            {"recipe": recipe, "seed": seed,
-             "out": str(Path(args.out) / f"{recipe}-seed{seed}.json") if args.out else None},
-            base=base) for recipe in args.recipe for seed in args.seed]
+        else:
+            base = DistillConfig.from_overrides(args.set)
+            base = DistillConfig.from_overrides({k: v for k, v in flags.items() if v is not None},
+                                                base=base)
+            runs = [(DistillConfig.from_overrides(
+                {"recipe": recipe, "seed": seed,
+                 "out": str(Path(args.out) / f"{recipe}-seed{seed}.json") if args.out else None},
+                base=base), None) for recipe in args.recipe for seed in args.seed]
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     flag, records = _StopFlag(), []
     previous = signal.signal(signal.SIGINT, flag.handle)
     try:
-        for config in runs:
-            record = _run_one(config, flag, args.no_progress)
+        for config, resume_from in runs:
+            record = _run_one(config, flag, args.no_progress, resume_from)
             records.append(record)
             print(_summary(record, Path(config.out) if config.out else None), flush=True)
             if record.stopped:
@@ -127,6 +139,26 @@ def run_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resumed_runs(args: argparse.Namespace) -> list[tuple[DistillConfig, Path]]:
+    """(config, record) per ``--resume`` record: its own settings, ``--device`` may change."""
+    given = [f"--{k.replace('_', '-')}" for k in ("steps", "batch_size", "train_limit", "data",
+                                                  "out") if getattr(args, k) is not None]
+    given += ["--set"] * bool(args.set) + ["--recipe"] * (args.recipe != [DistillConfig.recipe])
+    given += ["--seed"] * (args.seed != [DistillConfig.seed])
+    if given:
+        raise ValueError(f"--resume continues stopped runs with their own settings; only "
+                         f"--device may be given with it, got {sorted(set(given))}")
+    runs = []
+    for path in map(Path, args.resume):
+        try:
+            config = config_of(load_record(path), DistillConfig)
+        except ValueError as exc:
+            raise ValueError(f"--resume {path}: {exc}") from None
+        overrides = {"out": str(path), **({"device": args.device} if args.device else {})}
+        runs.append((DistillConfig.from_overrides(overrides, base=config), path))
+    return runs
+
+
 def run_compare(args: argparse.Namespace) -> int:
     """The ``compare`` subcommand: load records, print the table (2 on an unreadable record)."""
     try:
@@ -134,7 +166,7 @@ def run_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_compare(compare(records)))
+    print(format_compare(compare(records, teacher=not args.no_teacher), markdown=args.markdown))
     return 0
 
 
@@ -163,11 +195,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                          help="any config field, repeatable: "
                          + ", ".join(f.name for f in dataclasses.fields(defaults)))
     distill.add_argument("--no-progress", action="store_true", help="no progress bars")
+    distill.add_argument("--resume", nargs="+", metavar="RECORD",
+                         help="continue stopped runs from their records (their own settings)")
     distill.set_defaults(run=run_distill)
 
     compare_cmd = subparsers.add_parser(
         "compare", help="table of mean and std over seeds per recipe, from run records")
     compare_cmd.add_argument("records", nargs="+", metavar="RECORD", help="run record JSON files")
+    compare_cmd.add_argument("--markdown", action="store_true", help="a Markdown table")
+    compare_cmd.add_argument("--no-teacher", action="store_true", help="no teacher rows")
     compare_cmd.set_defaults(run=run_compare)
 
 

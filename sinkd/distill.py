@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import typing
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sinkd import distill_data, distill_models
+from sinkd import checkpoints, distill_data, distill_models
 from sinkd.distill_teacher import (  # re-exported: the data and teacher part of this API
     SPLITS,
     SUBSET_SEED,
@@ -38,6 +39,7 @@ from sinkd.distill_teacher import (  # re-exported: the data and teacher part of
     prepare_teacher,
     teacher_cache,
 )
+from sinkd.objective import ObjectiveTerms
 from sinkd.recipes import (  # re-exported: the recipes part of this API
     RECIPES,
     Recipe,
@@ -49,7 +51,7 @@ from sinkd.records import RunRecord, now, save_record, transport_snapshot, versi
 __all__ = ["MAX_GRAD_NORM", "RECIPES", "SPLITS", "SUBSET_SEED", "TEACHER_RECIPE", "TEACHER_SEED",
            "DistillConfig", "Recipe", "RunStoppedError", "encode_split", "evaluate", "get_batch",
            "kd_temperature_at", "load_data", "lr_at", "prepare_teacher", "progress_at",
-           "teacher_cache", "train"]
+           "make_optimizer", "student_step", "teacher_cache", "train"]
 
 MAX_GRAD_NORM = 1.0  # gradient clipping, as Hugging Face's Trainer does by default
 
@@ -66,6 +68,7 @@ class DistillConfig:
     # teacher
     teacher: str | None = None  # None = the packaged MiniLM-L6 (resolved lazily); a path or hub id
     teacher_steps: int = 300  # fine-tuning steps of the teacher (0: use it as is): ~80% on RT
+    teacher_lr: float = 5e-5  # the teacher's fine-tuning peak learning rate (BERT's usual)
     cache_dir: str | None = None  # None = distill_models.default_cache_dir(): teacher + logits
     # student
     student_layers: int = 2  # the teacher's first layers, kept: 2 of 6 gives 15.6M parameters
@@ -140,7 +143,8 @@ _TYPES = {name: (next(a for a in typing.get_args(hint) or (hint,) if a is not ty
           for name, hint in typing.get_type_hints(DistillConfig).items()}
 # closed ranges [lo, hi]; a third item "open" makes it (lo, hi]
 _RANGES = {"train_limit": (2, 10**8), "eval_limit": (1, 10**8), "max_length": (8, 512),
-           "teacher_steps": (0, 10**7), "student_layers": (1, 48), "alpha": (0, 1),
+           "teacher_steps": (0, 10**7), "teacher_lr": (0, 1, "open"), "student_layers": (1, 48),
+           "alpha": (0, 1),
            "beta": (0, 1000), "kd_temperature": (0, 100, "open"), "reg": (0, 100, "open"),
            "n_iters": (1, 10_000), "sinkhorn_temperature": (0, 100, "open"),
            "steps": (1, 10**7), "batch_size": (1, 4096), "lr": (0, 1, "open"),
@@ -240,7 +244,7 @@ def lr_at(step: int, config: DistillConfig) -> float:
     return config.lr * (config.steps - step) / (config.steps - warmup)
 
 
-def _adamw(model: torch.nn.Module, config: DistillConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, config: DistillConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not biases, not LayerNorm), as for BERT."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
@@ -256,6 +260,20 @@ def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: Tensor, lr: 
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
     opt.step()
+
+
+def student_step(student: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict[str, Tensor],
+                 config: DistillConfig, step: int) -> tuple[ObjectiveTerms, Tensor]:
+    """One update of the student on ``batch`` (with ``teacher_logits``): forward, the recipe's
+    loss, AdamW at ``lr_at(step)``. Returns (loss terms, student logits (B, C) in float32)."""
+    device = next(student.parameters()).device
+    with _autocast(device):
+        z_s = student(**_inputs(batch)).logits.float()  # (B, C); bfloat16 on CUDA, cast up
+    # the loss outside autocast: every term, the Sinkhorn one included, in float32
+    terms = RECIPES[config.recipe].loss(z_s, batch["teacher_logits"], batch["labels"], config,
+                                        progress_at(step, config))
+    _step(student, opt, terms.total, lr_at(step, config))
+    return terms, z_s
 
 
 def _write(record: RunRecord, config: DistillConfig, t0: float) -> RunRecord:
@@ -290,7 +308,8 @@ def _student(config: DistillConfig, splits: distill_data.Splits, teacher, logits
 def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None, *,
           on_progress: Callable[[dict], None] | None = None,
-          prepared: tuple[torch.nn.Module | None, dict[str, Tensor]] | None = None) -> RunRecord:
+          prepared: tuple[torch.nn.Module | None, dict[str, Tensor]] | None = None,
+          resume_from: str | os.PathLike | None = None) -> RunRecord:
     """Distil the teacher into a student with ``config.recipe``; return the run record.
 
     Parameters
@@ -308,6 +327,10 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None,
         Events of the teacher phase (see :func:`prepare_teacher`).
     prepared : tuple, optional
         :func:`prepare_teacher`'s result for this config and data, to skip that call.
+    resume_from : path-like, optional
+        The record of a stopped run with the same config (``device`` and ``out`` may differ):
+        continue it from its last finished step, exactly as if it had not stopped (see
+        :mod:`sinkd.checkpoints`). A stopped run with ``config.out`` leaves that state.
 
     Returns
     -------
@@ -318,6 +341,11 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None,
     """
     config.validate()
     t0, record = time.time(), RunRecord(config=dataclasses.asdict(config), started=now())
+    state = None  # the stopped run's state when resuming
+    if resume_from is not None:
+        record, state = checkpoints.resumable(resume_from, record.config)
+        record.config, record.stopped, record.ended = dataclasses.asdict(config), False, None
+        record.resumed_at, t0 = [*record.resumed_at, len(record.metrics)], t0 - record.wall_time_s
     # device: bfloat16 autocast on CUDA; the losses, Sinkhorn term included, in float32
     device = distill_models.select_device(config.device)
     record.device, record.versions = str(device), versions()
@@ -336,22 +364,27 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None,
     student.to(device)
     enc = {s: encode_split(tokenizer, getattr(splits, s), config.max_length) for s in SPLITS}
     # optimizer
-    recipe, opt, gen = RECIPES[config.recipe], _adamw(student, config), torch.Generator()
-    best, last = None, None  # best: (dev accuracy, step, state on the CPU)
+    recipe, opt, gen = RECIPES[config.recipe], make_optimizer(student, config), torch.Generator()
+    best, last, start = None, None, 0  # best: (dev accuracy, step, state on the CPU)
+    if state is not None:  # resume: weights, AdamW moments, best so far, dropout's generator
+        student.load_state_dict(state["student"])
+        opt.load_state_dict(state["optimizer"])
+        best, start = state["best"], state["step"]
+        checkpoints.restore_random_state(state)
     _write(record, config, t0)
     # loop: one AdamW step per batch; dev accuracy every eval_every steps and at the end
-    for step in range(config.steps):
+    for step in range(start, config.steps):
         if should_stop is not None and should_stop():
             record.stopped = True
+            if config.out is not None and step > 0:  # resume_from needs it (before best loads)
+                record.checkpoint = str(checkpoints.save_checkpoint(
+                    checkpoints.checkpoint_path(config.out), student=student, optimizer=opt,
+                    best=best, step=step))
             break
         tic, progress, lr = time.perf_counter(), progress_at(step, config), lr_at(step, config)
         batch = {k: v.to(device) for k, v in get_batch(
             enc["train"], logits["train"], step, config, gen).items()}
-        with _autocast(device):
-            z_s = student(**_inputs(batch)).logits.float()  # (B, C); bfloat16 on CUDA, cast up
-        # the loss outside autocast: every term, the Sinkhorn one included, in float32
-        terms = recipe.loss(z_s, batch["teacher_logits"], batch["labels"], config, progress)
-        _step(student, opt, terms.total, lr)
+        terms, z_s = student_step(student, opt, batch, config, step)
         row = dict(step=step + 1, lr=lr, kd_temperature=kd_temperature_at(config, progress),
                    loss=terms.total.item(), **{p: getattr(terms, p).item() if p in recipe.parts
                                               else None for p in ("ce", "kd", "sinkhorn")})
@@ -380,4 +413,8 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None,
         record.last_batch = transport_snapshot(*last, reg=config.reg, n_iters=config.n_iters,
                                                temperature=config.sinkhorn_temperature)
     record.ended = now()
+    if resume_from is not None and not record.stopped:  # finished: its resume state is spent
+        record.checkpoint = None
+        _write(record, config, t0)
+        checkpoints.checkpoint_path(resume_from).unlink(missing_ok=True)
     return _write(record, config, t0)

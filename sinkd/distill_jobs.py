@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from sinkd.checkpoints import checkpoint_path, config_of
 from sinkd.distill import SPLITS, DistillConfig, load_data, teacher_cache, train
 from sinkd.distill_models import default_cache_dir
 from sinkd.records import RunRecord, load_record
@@ -137,6 +138,7 @@ class RunState:
     teacher: dict | None = None  # the latest teacher-phase event (fine-tune, logits, cache)
     error: str | None = None
     record: RunRecord | None = None
+    resume_from: Path | None = None  # a stopped run's record, continued (sinkd.checkpoints)
 
 
 class Job:
@@ -149,6 +151,9 @@ class Job:
     threads : int, optional
         torch intra-op threads while the job runs (torch's setting is per process: restored
         after); None keeps the current one.
+    resume_from : sequence of path or None, optional
+        Per config, the stopped run's record it continues (see :func:`resume_configs`), or
+        None for a fresh run.
 
     Examples
     --------
@@ -159,8 +164,11 @@ class Job:
     ('failed', 'ValueError: steps must be')
     """
 
-    def __init__(self, configs: Iterable[DistillConfig], threads: int | None = None) -> None:
+    def __init__(self, configs: Iterable[DistillConfig], threads: int | None = None,
+                 resume_from: Sequence[str | Path | None] | None = None) -> None:
         self.runs = [RunState(c) for c in configs]
+        for run, path in zip(self.runs, resume_from or [None] * len(self.runs), strict=True):
+            run.resume_from = Path(path) if path is not None else None
         self.threads = threads
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -225,7 +233,7 @@ class Job:
             run.status = "running"
         try:
             record = train(run.config, on_step=on_step, should_stop=self._stop.is_set,
-                           on_progress=on_progress)
+                           on_progress=on_progress, resume_from=run.resume_from)
         except Exception as exc:  # any failure is shown to the user, the queue goes on
             with self._lock:
                 run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -233,6 +241,24 @@ class Job:
         with self._lock:
             run.record = record
             run.status = "stopped" if record.stopped else "done"
+
+
+def resumable_records(records: Sequence[tuple[Path, RunRecord]]) -> list[Path]:
+    """The stopped runs among ``records`` that can continue: their resume state is on disk, or
+    they stopped before their first step (nothing to restore).
+
+    >>> resumable_records([])
+    []
+    """
+    return [path for path, r in records if r.stopped and (
+        not r.metrics or checkpoint_path(path).is_file())]
+
+
+def resume_configs(paths: Sequence[str | Path]) -> list[DistillConfig]:
+    """The configs that continue the stopped runs at ``paths`` (their own settings, their own
+    record files); pass them with ``resume_from=paths`` to :class:`Job`."""
+    return [dataclasses.replace(config_of(load_record(p), DistillConfig), out=str(p))
+            for p in paths]
 
 
 def teacher_status(config: DistillConfig) -> tuple[Path, bool]:

@@ -27,7 +27,12 @@ TEACHER_SEED = 0  # the teacher is fine-tuned with one seed: every student seed 
 SUBSET_SEED = 0  # train_limit / eval_limit draw the same rows for every run (and the cache key)
 # the teacher's own fine-tuning recipe, fixed so that every student setting shares one teacher
 # (MiniLM-L6 on Rotten Tomatoes with it: 72% after 50 steps, 79% after 100, 80% after 150)
-TEACHER_RECIPE = dict(batch_size=32, lr=5e-5, weight_decay=0.01, warmup_fraction=0.1)
+TEACHER_RECIPE = dict(batch_size=32, weight_decay=0.01, warmup_fraction=0.1)  # lr: teacher_lr
+
+
+def teacher_recipe(config: DistillConfig) -> dict:
+    """The teacher's fine-tuning settings: :data:`TEACHER_RECIPE` and ``config.teacher_lr``."""
+    return {**TEACHER_RECIPE, "lr": config.teacher_lr}
 SPLITS = ("train", "dev", "test")
 
 
@@ -65,7 +70,7 @@ def encode_split(tokenizer, data: distill_data.TextData, max_length: int) -> dic
 def teacher_cache(config: DistillConfig,
                   splits: distill_data.Splits) -> tuple[distill_models.CacheDir, str]:
     """(cache, key) of the fine-tuned teacher; the key covers all that shapes it, data included."""
-    data = f"{splits.name}-{splits.fingerprint()}-{sorted(TEACHER_RECIPE.items())}"
+    data = f"{splits.name}-{splits.fingerprint()}-{sorted(teacher_recipe(config).items())}"
     key = distill_models.teacher_cache_key(config.teacher_path(), data, config.max_length,
                                            config.teacher_steps, TEACHER_SEED)
     root = Path(config.cache_dir) if config.cache_dir else distill_models.default_cache_dir()
@@ -88,7 +93,7 @@ def prepare_teacher(config: DistillConfig, splits: distill_data.Splits,
         The teacher comes back frozen (``requires_grad`` False, no ``.grad``), in eval mode.
     """
     # the loop's parts, imported here: sinkd.distill imports this module at load time
-    from sinkd.distill import _adamw, _autocast, _inputs, _step, get_batch, lr_at
+    from sinkd.distill import _autocast, _inputs, _step, get_batch, lr_at, make_optimizer
 
     cache, key = teacher_cache(config, splits)
     logits = {s: cache.load_logits(key, s) for s in SPLITS}
@@ -103,10 +108,10 @@ def prepare_teacher(config: DistillConfig, splits: distill_data.Splits,
     model.to(device)
     if config.teacher_steps > 0:  # supervised CE phase, before and apart from distillation
         tc = dataclasses.replace(config, steps=config.teacher_steps, seed=TEACHER_SEED,
-                                 **TEACHER_RECIPE)
+                                 **teacher_recipe(config))
         torch.manual_seed(TEACHER_SEED)
         enc = encode_split(tokenizer, splits.train, tc.max_length)
-        opt, gen = _adamw(model, tc), torch.Generator()
+        opt, gen = make_optimizer(model, tc), torch.Generator()
         model.train()
         for step in range(tc.steps):
             if should_stop is not None and should_stop():

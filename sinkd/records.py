@@ -47,6 +47,8 @@ class RunRecord:
     wall_time_s: float = 0.0  # seconds from start to the last write
     stopped: bool = False  # True when should_stop() ended it before config["steps"]
     last_batch: dict[str, Any] | None = None  # logits, labels and SinKD plan of the last step
+    resumed_at: list[int] = field(default_factory=list)  # finished steps at each resume
+    checkpoint: str | None = None  # a stopped run's resume state (sinkd.checkpoints), if any
     schema: int = SCHEMA  # layout version of this record
 
     @property
@@ -68,7 +70,7 @@ class RunRecord:
             raise ValueError(f"unknown keys in run record: {unknown}; valid keys: {sorted(known)}")
         kinds = {"config": dict, "metrics": list, "results": dict, "data": dict, "teacher": dict,
                  "device": str, "versions": dict, "started": str, "wall_time_s": (int, float),
-                 "stopped": bool, "schema": int}
+                 "stopped": bool, "schema": int, "resumed_at": list}
         for key, kind in kinds.items():
             if key == "config" and key not in data:
                 raise ValueError("run record has no 'config'")
@@ -185,26 +187,60 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
 
-COLUMNS = ("recipe", "steps", "seeds", "stopped", "test_mean", "test_std", "best_dev_mean",
-           "best_dev_std", "final_dev_mean", "final_dev_std")
+COLUMNS = ("recipe", "steps", "settings", "seeds", "stopped", "test_mean", "test_std",
+           "best_dev_mean", "best_dev_std", "final_dev_mean", "final_dev_std")
+# config fields that never make two runs different experiments: seeds are averaged, the rest
+# are where a run was written or computed
+_NOT_SETTINGS = frozenset({"recipe", "steps", "seed", "out", "device", "cache_dir"})
 
 
-def compare(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per (recipe, steps): mean and std over seeds of each accuracy.
+def _settings(records: list[RunRecord]) -> list[tuple]:
+    """Per record, the (field, value) pairs of its config that some other record differs on."""
+    items = [{k: v for k, v in r.config.items() if k not in _NOT_SETTINGS} for r in records]
+    keys = sorted({k for item in items for k in item})
+    varying = [k for k in keys if len({repr(item.get(k)) for item in items}) > 1]
+    return [tuple((k, item.get(k)) for k in varying) for item in items]
 
-    ``test`` is the test accuracy of the best-dev checkpoint, ``best_dev`` the best dev accuracy
-    over evaluations (optimistic: it chose the checkpoint), ``final_dev`` the dev accuracy at the
-    last step. Stopped runs are not averaged (their budgets differ); they are counted in
-    ``stopped``. std uses ddof=1 and is NaN for a single seed.
+
+def _teacher_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """One row per distinct teacher: its accuracies on the records' own dev and test sets."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        t = r.teacher
+        if t.get("test_accuracy") is None or t.get("dev_accuracy") is None:
+            continue  # a record stopped before its teacher was ready
+        key = (t.get("cache"), t["dev_accuracy"], t["test_accuracy"])
+        rows.setdefault(key, dict(
+            recipe="teacher", steps=int(t.get("steps") or 0), settings="",
+            seeds=1, stopped=0, test_mean=t["test_accuracy"], test_std=math.nan,
+            best_dev_mean=t["dev_accuracy"], best_dev_std=math.nan,
+            final_dev_mean=t["dev_accuracy"], final_dev_std=math.nan))
+    return list(rows.values())
+
+
+def compare(records: list[RunRecord], teacher: bool = True) -> pd.DataFrame:
+    """One row per experiment (recipe, steps, other settings): mean and std over seeds.
+
+    Runs are averaged together only when their configs agree on every field but ``seed`` (and
+    where they were written or computed: ``out``, ``device``, ``cache_dir``); ``settings``
+    names the fields in which the groups differ (``"lr=0.0002"``), empty when they differ only
+    in recipe and steps. ``test`` is the test accuracy of the best-dev checkpoint, ``best_dev``
+    the best dev accuracy over evaluations (optimistic: it chose the checkpoint), ``final_dev``
+    the dev accuracy at the last step. Stopped runs are not averaged (their budgets differ);
+    they are counted in ``stopped``. std uses ddof=1 and is NaN for a single seed.
 
     Parameters
     ----------
     records : list of RunRecord
+    teacher : bool, default True
+        Also one ``"teacher"`` row per distinct teacher, first: its accuracies on the same dev
+        and test sets (one model, so std is NaN), the reference a student is measured against.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``COLUMNS``, rows in the order the recipes first appear.
+        Columns ``COLUMNS``, teacher rows first, then rows in the order experiments first
+        appear.
 
     Examples
     --------
@@ -216,25 +252,37 @@ def compare(records: list[RunRecord]) -> pd.DataFrame:
     """
     if not records:
         raise ValueError("records must hold at least one run record, got none")
-    groups: dict[tuple[str, int], list[RunRecord]] = {}
     for record in records:
         if not isinstance(record, RunRecord):
             raise ValueError(f"records must be RunRecord objects, got {type(record).__name__}")
-        groups.setdefault((record.recipe, int(record.config.get("steps", 0))), []).append(record)
-    rows = []
-    for (recipe, steps), group in groups.items():
+    groups: dict[tuple, list[RunRecord]] = {}
+    for record, settings in zip(records, _settings(records), strict=True):
+        key = (record.recipe, int(record.config.get("steps", 0)), settings)
+        groups.setdefault(key, []).append(record)
+    rows = _teacher_rows(records) if teacher else []
+    for (recipe, steps, settings), group in groups.items():
         done = [r for r in group if not r.stopped]
         row: dict[str, Any] = dict(recipe=recipe, steps=steps, seeds=len(done),
-                                   stopped=len(group) - len(done))
-        for key, name in (("test", "test"), ("best_dev", "best_dev"), ("final_dev", "final_dev")):
+                                   stopped=len(group) - len(done),
+                                   settings=", ".join(f"{k}={v}" for k, v in settings))
+        for key in ("test", "best_dev", "final_dev"):
             values = [r.results[key] for r in done if r.results.get(key) is not None]
-            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
+            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def format_compare(df: pd.DataFrame) -> str:
-    """The comparison as a fixed-width text table, accuracies in %, NaN shown as "—".
+def format_compare(df: pd.DataFrame, markdown: bool = False) -> str:
+    """The comparison as a text table, accuracies in %, NaN shown as "—".
+
+    The ``settings`` column comes last and is left out when every row's is empty.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        :func:`compare`'s output.
+    markdown : bool, default False
+        A Markdown (GitHub) table rather than fixed-width text.
 
     Examples
     --------
@@ -251,5 +299,13 @@ def format_compare(df: pd.DataFrame) -> str:
     table = df.copy()
     for col in headers:
         table[col] = [pct(x) for x in df[col]]
-    table.columns = [headers.get(c, c) for c in df.columns]
-    return table.to_string(index=False)
+    columns = [c for c in table.columns if c != "settings"]
+    if "settings" in table and any(table["settings"]):
+        columns.append("settings")
+    table = table[columns]
+    table.columns = [headers.get(c, c) for c in columns]
+    if not markdown:
+        return table.to_string(index=False)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join(lines)

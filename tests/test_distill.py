@@ -49,7 +49,8 @@ def tiny_config(tiny: dict, **changes) -> DistillConfig:
 # ----------------------------------------------------------------------------- config
 BAD_VALUES = {
     "data": "", "train_limit": 1, "eval_limit": 0, "max_length": 4, "teacher": "",
-    "teacher_steps": -1, "cache_dir": "  ", "student_layers": 0, "student_from_scratch": 1,
+    "teacher_steps": -1, "teacher_lr": 0.0, "cache_dir": "  ", "student_layers": 0,
+    "student_from_scratch": 1,
     "recipe": "mse", "alpha": 1.5, "beta": -0.1, "kd_temperature": 0.0,
     "anneal_temperature": "yes", "reg": -1.0, "n_iters": 0, "sinkhorn_temperature": math.inf,
     "steps": 0, "batch_size": 2.5, "lr": 0.0, "weight_decay": 2.0, "warmup_fraction": -0.5,
@@ -409,7 +410,9 @@ def test_distill_cli_runs_recipes_times_seeds(tiny, tmp_path, capsys):
     record = load_record(tmp_path / "js-seed1.json")
     assert record.config["recipe"] == "js" and record.config["seed"] == 1
     assert record.config["steps"] == 2 and record.config["batch_size"] == 8
-    assert "test %" in out and out.count("\n    ce ") + out.count("\n    js ") == 2
+    table = out[out.index("recipe "):].splitlines()
+    assert "test %" in table[0] and [line.split()[0] for line in table[1:]] == [
+        "teacher", "ce", "js"]
 
 
 def test_distill_cli_rejects_bad_settings(tiny, tmp_path, capsys):
@@ -439,4 +442,4 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tiny, tmp_path):
     assert proc.returncode == 130, stderr[-2000:]
     record = load_record(record_file)
     assert record.stopped and 1 <= len(record.metrics) < 100000
-    assert "[stopped]" in stdout
+    assert "[stopped; continue with: python -m sinkd distill --resume" in stdout

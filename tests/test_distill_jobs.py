@@ -62,7 +62,8 @@ def test_job_runs_queue_to_done_and_records_are_found_again(tiny, tmp_path):
         assert record.results["steps_done"] == 4 and not record.stopped
         assert record.to_dict() == load_record(path).to_dict()
     table = compare([r for _, r in found])
-    assert list(table["seeds"]) == [1, 1]
+    assert sorted(table["recipe"]) == ["ce", "sinkd", "teacher"]  # one teacher, shared
+    assert list(table["seeds"]) == [1, 1, 1]
 
 
 def test_stop_ends_current_run_with_valid_record_and_skips_queue(tiny, tmp_path):

@@ -131,8 +131,10 @@ def test_start_trains_in_the_background_and_lists_the_record(cache):
     assert records[0][1].results["steps_done"] == 2
     at.run()  # the next full run lists the new record in the comparison
     assert not at.exception
-    assert any("recipe" in f.value.columns and list(f.value["recipe"]) == ["ce"]
-               for f in at.dataframe)
+    table = next(f.value for f in at.dataframe if "test_mean" in f.value.columns)
+    assert list(table["recipe"]) == ["teacher", "ce"]  # the teacher on the same test set first
+    assert table["test_mean"][0] == records[0][1].teacher["test_accuracy"]
+    assert table["test_mean"][1] == records[0][1].results["test"]
     assert len(at.session_state["latest_batch"]["teacher_logits"]) == 4  # the batch size
 
 
@@ -154,5 +156,43 @@ def test_stop_button_stops_the_run_and_keeps_its_record(cache):
         at.run()
     assert not at.exception
     assert [r["status"] for r in _queue(at)] == ["stopped"]
-    (_, record), = distill_jobs.list_records(distill_jobs.runs_dir(cache))
+    (path, record), = distill_jobs.list_records(distill_jobs.runs_dir(cache))
     assert record.stopped and 1 <= len(record.metrics) < 3000
+    # Resume: the same run continues from its last step (then is stopped again)
+    at.run()
+    assert at.button(key=K + "resume").label == "Resume 1 stopped run(s)"
+    at.button(key=K + "resume").click().run()
+    done = len(record.metrics)
+    for _ in range(240):
+        rows = _queue(at)
+        if rows and rows[0]["status"] == "running" and any(
+                f"step {done + 2} " in p.proto.text or f"step {done + 3} " in p.proto.text
+                for p in at.get("progress")):
+            break
+        time.sleep(0.5)
+        at.run()
+    at.button(key=K + "stop").click().run()
+    for _ in range(240):
+        if [r["status"] for r in _queue(at)] == ["stopped"]:
+            break
+        time.sleep(0.5)
+        at.run()
+    (same, again), = distill_jobs.list_records(distill_jobs.runs_dir(cache))
+    assert same == path and again.resumed_at == [done] and len(again.metrics) > done
+    assert [m["step"] for m in again.metrics] == list(range(1, len(again.metrics) + 1))
+
+
+def test_data_set_and_teacher_choices(cache, tiny):
+    """A CSV file and a teacher folder are used by the runs; an empty path or an unreachable
+    GLUE task is an st.error naming the problem, never a traceback."""
+    at = _page()
+    at.selectbox(key=K + "data_source").set_value("file").run()
+    assert any("data_file must be the path" in e.value for e in at.error)
+    at.text_input(key=K + "data_file").input(tiny["data"]).run()
+    at.text_input(key=K + "teacher").input(tiny["teacher"]).run()
+    assert not at.exception and not at.error
+    assert "**2 run(s)**" in _text(at) and "not cached yet" in _text(at)
+    at.selectbox(key=K + "data_source").set_value("sst2").run()
+    assert not at.exception
+    assert any("GLUE needs the `datasets` package" in e.value for e in at.error)
+    assert at.session_state[K + "teacher"] == tiny["teacher"]

@@ -111,6 +111,47 @@ def test_compare_keeps_step_budgets_apart_and_rejects_empty():
         compare([])
 
 
+def test_compare_averages_only_runs_with_equal_settings():
+    """Seeds are averaged within one setting; runs that differ in lr (or anything but seed, out,
+    device, cache_dir) are separate rows, and `settings` names the differing field."""
+    runs = []
+    for lr, tests in ((5e-5, [0.60, 0.62]), (2e-4, [0.70, 0.74])):
+        for seed, test in enumerate(tests):
+            r = _record("sinkd", seed, test)
+            r.config.update(lr=lr, alpha=0.9, out=f"/runs/{lr}-{seed}.json", device="cpu")
+            runs.append(r)
+    runs[-1].config["device"] = "cuda"  # where it ran does not make another experiment
+    df = compare(runs)
+    assert list(df["settings"]) == ["lr=5e-05", "lr=0.0002"]
+    assert list(df["seeds"]) == [2, 2]
+    assert list(df["test_mean"]) == pytest.approx([np.mean([0.60, 0.62]), np.mean([0.70, 0.74])])
+    assert compare(runs[:2])["settings"].tolist() == [""]  # nothing differs: no settings
+
+
+def test_compare_puts_the_teacher_first_once_per_teacher():
+    """Records carrying their teacher's accuracies give one 'teacher' row (first) per teacher,
+    with those accuracies; teacher=False leaves it out."""
+    runs = [_record("ce", s, 0.7 + s / 100, 0.71, 0.7) for s in range(3)]
+    for r in runs:
+        r.teacher = {"cache": "/c/t1", "steps": 300, "dev_accuracy": 0.8, "test_accuracy": 0.79}
+    df = compare(runs)
+    assert list(df["recipe"]) == ["teacher", "ce"]
+    teacher = df.iloc[0]
+    assert (teacher["test_mean"], teacher["best_dev_mean"], teacher["steps"]) == (0.79, 0.8, 300)
+    assert math.isnan(teacher["test_std"]) and teacher["seeds"] == 1
+    assert list(compare(runs, teacher=False)["recipe"]) == ["ce"]
+
+
+def test_format_compare_markdown_table():
+    """markdown=True gives a GitHub table: header, separator, one line per row, settings last."""
+    runs = [_record("kd", 0, 0.5), _record("kd", 0, 0.6)]
+    runs[1].config["lr"] = 1e-3
+    lines = format_compare(compare(runs), markdown=True).splitlines()
+    assert lines[0].startswith("| recipe | steps | seeds |") and lines[0].endswith("| settings |")
+    assert set(lines[1]) == {"|", "-"} and lines[1].count("|") == lines[0].count("|")
+    assert lines[2].split(" | ")[-1] == "lr=None |" and "60.0" in lines[3]
+
+
 def test_format_compare_shows_percent_and_dash_for_nan():
     """format_compare prints accuracies in % with one decimal, NaN as a dash."""
     text = format_compare(compare([_record("ce", 0, 0.5, 0.25, 0.125)]))
@@ -158,6 +199,7 @@ def test_compare_frame_is_a_dataframe_with_documented_columns():
     """compare returns a pandas DataFrame with the documented columns, in order."""
     df = compare([_record("js", 0, 0.5)])
     assert isinstance(df, pd.DataFrame)
-    assert list(df.columns) == ["recipe", "steps", "seeds", "stopped", "test_mean", "test_std",
+    assert list(df.columns) == ["recipe", "steps", "settings", "seeds", "stopped", "test_mean",
+                                "test_std",
                                 "best_dev_mean", "best_dev_std", "final_dev_mean",
                                 "final_dev_std"]

@@ -152,11 +152,13 @@ class View:
 
 
 @contextlib.contextmanager
-def guard() -> Iterator[None]:
-    """Turn a ValueError from the library into an st.error and stop this run, keeping the state."""
+def guard(*kinds: type[Exception]) -> Iterator[None]:
+    """Turn a ValueError (or ``kinds``) from the library into an st.error and stop this run,
+    keeping the state."""
+    caught = kinds or (ValueError,)
     try:
         yield
-    except ValueError as err:
+    except caught as err:
         st.error(f"Cannot compute this view: {err}")
         st.stop()
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from sinkd import distill_figures, distill_jobs
 from sinkd.distill import RECIPES, DistillConfig
+from sinkd.distill_data import GLUE_HELP, GLUE_TASKS
 from sinkd.distill_models import available_devices, default_cache_dir, select_device
 from sinkd.records import compare
 from views._shell import Preset, View, download_numbers, guard, lesson, show_figure
@@ -13,15 +14,18 @@ from views._shell import Preset, View, download_numbers, guard, lesson, show_fig
 HYPER = {"steps": 100, "batch_size": 16, "lr": 5e-5, "alpha": 0.9, "beta": 0.8,
          "kd_temperature": 2.0, "anneal_temperature": False, "reg": 0.1, "n_iters": 20,
          "sinkhorn_temperature": 2.0, "max_length": 48, "student_layers": 2,
-         "train_limit": 2000, "eval_limit": 300, "teacher_steps": 60}
+         "train_limit": 2000, "eval_limit": 300, "teacher_steps": 60, "teacher_lr": 5e-5}
 USE = {f"use_{r}": r in ("ce", "sinkd") for r in RECIPES}
-DEFAULTS = {**HYPER, **USE, "n_seeds": 1, "first_seed": 0, "metric": "test"}
+DATA_SOURCES = ("rotten_tomatoes", *GLUE_TASKS, "file")  # "file": the path in data_file
+SOURCES = {"data_source": "rotten_tomatoes", "data_file": "", "teacher": ""}
+DEFAULTS = {**HYPER, **USE, **SOURCES, "n_seeds": 1, "first_seed": 0, "metric": "test"}
 LIMITS = {"steps": (1, 3000), "batch_size": (2, 128), "lr": (1e-6, 1e-3), "alpha": (0.0, 1.0),
           "beta": (0.0, 10.0), "kd_temperature": (0.5, 10.0), "reg": (0.01, 10.0),
           "n_iters": (1, 200), "sinkhorn_temperature": (0.5, 10.0), "max_length": (8, 128),
           "student_layers": (1, 6), "train_limit": (100, 8000), "eval_limit": (50, 1000),
-          "teacher_steps": (0, 1000), "n_seeds": (1, 5), "first_seed": (0, 9999),
-          "metric": ("test", "best_dev", "final_dev")}
+          "teacher_steps": (0, 1000), "teacher_lr": (1e-6, 1e-3), "n_seeds": (1, 5),
+          "first_seed": (0, 9999),
+          "metric": ("test", "best_dev", "final_dev"), "data_source": DATA_SOURCES}
 
 
 def _only(*recipes: str) -> dict:
@@ -65,7 +69,8 @@ TRY = """
 - Start the classroom preset and watch the loss terms fall while it trains.
 - Add seeds: the comparison's error bars are one standard deviation over seeds.
 - Open the last batch's transport plan to see the plan SinKD matched on the final step.
-- Stop a run: its record is kept, marked stopped, and left out of the means.
+- Stop a run: its record is kept, marked stopped and left out of the means; **Resume**
+  continues it from its last step, exactly as if it had not stopped.
 """
 
 
@@ -77,11 +82,18 @@ def _holder() -> dict:
 
 def _base_config(v: dict) -> DistillConfig:
     """The shared settings of every run, from the page's values (validated)."""
-    return DistillConfig.from_overrides({k: v[k] for k in HYPER}, base=DistillConfig())
+    data = v["data_file"].strip() if v["data_source"] == "file" else v["data_source"]
+    if not data:
+        raise ValueError("data_file must be the path of a .csv or .tsv file when the data set "
+                         "is 'file', got an empty path")
+    sources = {"data": data, "teacher": v["teacher"].strip() or None}
+    return DistillConfig.from_overrides({**{k: v[k] for k in HYPER}, **sources},
+                                        base=DistillConfig())
 
 
-def _start(configs: list[DistillConfig]) -> None:
-    _holder()["job"] = distill_jobs.Job(configs, threads=os.cpu_count()).start()
+def _start(configs: list[DistillConfig], resume_from: list | None = None) -> None:
+    _holder()["job"] = distill_jobs.Job(configs, threads=os.cpu_count(),
+                                        resume_from=resume_from).start()
 
 
 def _stop() -> None:
@@ -162,23 +174,33 @@ with c2:
     st.slider("τ (Sinkhorn softmax temperature)", 0.5, 10.0, step=0.5,
               key=view.key("sinkhorn_temperature"))
 with c3:
+    st.selectbox("Data set", DATA_SOURCES, key=view.key("data_source"),
+                 help="Rotten Tomatoes ships with the app (offline). GLUE tasks: " + GLUE_HELP
+                 + ". file: your CSV/TSV with columns text, label (and text_b for pairs).")
+    if view["data_source"] == "file":
+        st.text_input("CSV/TSV file (path)", key=view.key("data_file"),
+                      placeholder="/path/to/reviews.csv")
+    st.text_input("Teacher (local folder or hub id; empty: the packaged MiniLM-L6)",
+                  key=view.key("teacher"), placeholder="bert-base-uncased")
     st.slider("Max length (tokens)", 8, 128, step=8, key=view.key("max_length"))
     st.slider("Student layers (of 6)", 1, 6, key=view.key("student_layers"))
     st.number_input("Training snippets", 100, 8000, step=100, key=view.key("train_limit"))
     st.number_input("Dev and test snippets (each)", 50, 1000, step=50,
                     key=view.key("eval_limit"))
     st.number_input("Teacher fine-tuning steps", 0, 1000, step=50, key=view.key("teacher_steps"))
+    st.number_input("Teacher learning rate", 1e-6, 1e-3, step=1e-5, format="%.1e",
+                    key=view.key("teacher_lr"))
 view.reset_button()
 view.sync_url()
 
 values = view.values()
 recipes = [r for r in RECIPES if values[f"use_{r}"]]
 seeds = list(range(values["first_seed"], values["first_seed"] + values["n_seeds"]))
-with guard():
+with guard(ValueError, RuntimeError):  # RuntimeError: a GLUE task where the hub is out of reach
     base = _base_config(values)
     configs = distill_jobs.make_configs(base, recipes, seeds)
+    teacher_dir, cached = distill_jobs.teacher_status(base)
 device = select_device("auto")
-teacher_dir, cached = distill_jobs.teacher_status(base)
 st.markdown(
     f"**{len(configs)} run(s)** ({', '.join(recipes)} × seeds {seeds}) on device **{device}** "
     f"(available: {', '.join(available_devices())}). The teacher is fine-tuned once for "
@@ -190,19 +212,30 @@ st.markdown(
 st.subheader("Run")
 job = _holder()["job"]
 busy = job is not None and job.alive
-st.button("Start", key="distill_start", type="primary", disabled=busy,
-          on_click=_start, args=(configs,),
-          help="A job is running: stop it or wait." if busy else "Queue these runs and train.")
+records = distill_jobs.list_records(distill_jobs.runs_dir())
+stopped = distill_jobs.resumable_records(records)
+start_col, resume_col = st.columns(2)
+start_col.button("Start", key="distill_start", type="primary", disabled=busy,
+                 on_click=_start, args=(configs,),
+                 help="A job is running: stop it or wait." if busy else
+                 "Queue these runs and train.")
+if stopped:
+    with guard():
+        resumed = distill_jobs.resume_configs(stopped)
+    resume_col.button(f"Resume {len(stopped)} stopped run(s)", key="distill_resume",
+                      disabled=busy, on_click=_start, args=(resumed, stopped),
+                      help="Continue each stopped run from its last finished step, with its "
+                      "own settings (not the ones above): " + ", ".join(p.name for p in stopped))
 _progress()
 
 st.subheader("Results")
-records = distill_jobs.list_records(distill_jobs.runs_dir())
 if not records:
     st.info(f"No saved runs yet in `{distill_jobs.runs_dir()}`.")
 else:
     table = compare([r for _, r in records])
-    st.markdown("Mean and standard deviation over seeds per recipe and step budget (accuracies "
-                "as fractions; stopped runs are counted apart, not averaged).")
+    st.markdown("Mean and standard deviation over seeds per experiment (recipe, steps and the "
+                "settings in which experiments differ), beside the teacher on the same dev and "
+                "test sets; accuracies as fractions; stopped runs are counted apart, not averaged.")
     st.dataframe(table, hide_index=True, key="distill_compare_table")
     download_numbers(table, "distill_comparison", key="distill_download")
     st.selectbox("Accuracy to plot", list(LIMITS["metric"]), key=view.key("metric"))

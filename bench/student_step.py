@@ -1,0 +1,119 @@
+"""A SinKD student step against a CE-only step, with cached teacher logits (issue: <= 1.1x).
+
+Both run :func:`sinkd.distill.student_step`, the step of the training loop itself (forward,
+the recipe's loss, backward, clipping, AdamW), on the same real batches: Rotten Tomatoes
+training snippets tokenized for the packaged MiniLM, whose first 2 layers are the student. The
+teacher's logits are computed once beforehand (the cache of a real run): the teacher never runs
+during a step. Each recipe gets its own copy of the student and optimiser; their steps are timed
+interleaved in rounds (bench.timing.measure_many), and the k-th call of every recipe uses the
+k-th batch, so padding lengths are alike.
+
+Run ``python -m bench.student_step`` (``--help`` for options); it prints the median step time
+of each recipe and the ratio to CE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import sys
+
+import torch
+
+from bench.timing import environment, measure_many
+from sinkd import distill_models
+from sinkd.distill import DistillConfig, get_batch, load_data, make_optimizer, student_step
+from sinkd.distill_teacher import encode_split
+
+TARGET = 1.1  # the issue: a SinKD step costs at most 1.1x a CE-only step
+RECIPES = ("ce", "kd", "sinkd")
+
+
+def time_steps(batch_size: int = 32, max_length: int = 64, device: str = "cpu",
+               budget: float = 6.0, rows: int = 2048) -> dict:
+    """Median seconds per student step of each recipe in :data:`RECIPES`, and ratios to CE."""
+    dev = distill_models.select_device(device)
+    config = DistillConfig(train_limit=rows, batch_size=batch_size, max_length=max_length,
+                           device=device, steps=10**6)
+    splits = load_data(config)
+    path = distill_models.packaged_model_path()
+    teacher = distill_models.load_classifier(path, splits.train.num_labels).to(dev).eval()
+    enc = encode_split(distill_models.load_tokenizer(path), splits.train, max_length)
+    with torch.no_grad():  # the cached logits of a real run: computed once, outside the timing
+        logits = torch.cat([teacher(**{k: v[i:i + 256].to(dev) for k, v in enc.items()
+                                       if k != "labels"}).logits.float().cpu()
+                            for i in range(0, rows, 256)])
+    base = distill_models.make_student(teacher, 2).to(dev).train()
+    gen = torch.Generator()
+    batches = [{k: v.to(dev) for k, v in get_batch(enc, logits, k, config, gen).items()}
+               for k in range(64)]
+    fns, losses = {}, {}
+    for recipe in RECIPES:
+        cfg = dataclasses.replace(config, recipe=recipe)
+        student = copy.deepcopy(base)
+        opt, calls = make_optimizer(student, cfg), [0]
+
+        def step(student=student, opt=opt, cfg=cfg, calls=calls, recipe=recipe):
+            terms, _ = student_step(student, opt, batches[calls[0] % len(batches)], cfg,
+                                    calls[0])
+            calls[0] += 1
+            losses[recipe] = terms.total.item()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        fns[recipe] = step
+    del teacher
+    timed = measure_many(fns, budget=budget, single_above=30.0, rounds=5)
+    ce = timed["ce"].median
+    return dict(device=str(dev), batch_size=batch_size, max_length=max_length,
+                student_parameters=distill_models.count_parameters(base),
+                times={r: t.as_dict() for r, t in timed.items()},
+                ratio_to_ce={r: t.median / ce for r, t in timed.items()},
+                finite=all(torch.isfinite(torch.tensor(v)) for v in losses.values()))
+
+
+def format_report(result: dict, env: dict) -> str:
+    """The result as lines of text: medians, ratios to CE, the verdict on the target."""
+    lines = [f"Student step with cached teacher logits: {result['device']}, batch "
+             f"{result['batch_size']}, max length {result['max_length']}, 2-layer MiniLM student "
+             f"({result['student_parameters'] / 1e6:.1f}M parameters), AdamW",
+             f"torch {env['torch']} | transformers {env['transformers']} | {env['cpu']} "
+             f"({env['cores']} cores) | threads {env['threads']}",
+             f"{'recipe':<8}{'median':>10}{'min':>10}{'steps':>7}{'vs ce':>8}"]
+    for recipe, t in result["times"].items():
+        lines.append(f"{recipe:<8}{1000 * t['median_s']:>8.0f}ms{1000 * t['min_s']:>8.0f}ms"
+                     f"{t['repeats']:>7}{result['ratio_to_ce'][recipe]:>7.3f}x")
+    ratio = result["ratio_to_ce"]["sinkd"]
+    verdict = "PASS" if ratio <= TARGET else "FAIL"
+    lines.append(f"sinkd step / ce step = {ratio:.3f}x (target <= {TARGET}x): {verdict}; "
+                 f"losses finite: {result['finite']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.student_step", description=__doc__
+                                     .split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--budget", type=float, default=6.0,
+                        help="seconds of steps per recipe (default 6)")
+    parser.add_argument("--rows", type=int, default=2048,
+                        help="training snippets the batches are drawn from (default 2048)")
+    parser.add_argument("--out", help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = time_steps(args.batch_size, args.max_length, args.device, args.budget, args.rows)
+    env = environment(args.threads)
+    print(format_report(result, env))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"result": result, "env": env}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
