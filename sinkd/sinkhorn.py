@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sinkd import _iterations
+from sinkd import _iterations, _numpy_iterations
 
 METHODS = ("auto", "kernel", "log")
 GRADS = ("unrolled", "envelope")
@@ -43,7 +43,7 @@ class SinkhornConvergenceWarning(UserWarning):
 
 @dataclass(frozen=True, eq=False)
 class SinkhornResult:
-    """What :func:`sinkhorn` computed. Tensors (or numpy arrays when the inputs were numpy)."""
+    """What :func:`sinkhorn` computed: tensors, or numpy arrays when the cost was not a tensor."""
 
     plan: Tensor  # (..., n, m) transport plan after the last iteration
     cost: Tensor  # (...,) transport cost <P, C>, without the entropy term
@@ -106,50 +106,25 @@ def _convert(x: Tensor, to_numpy: bool, dtype: torch.dtype, keep_dtype: bool = F
     return x if keep_dtype else x.to(dtype)
 
 
-def _derived(u, v, alpha, beta, a, b, P, transport, reg, envelope, convert) -> dict:
+def _derived(u, v, alpha, beta, a, b, P, transport, reg, envelope, convert, steps=None) -> dict:
     """f, g, marginal_error and entropic_cost of a finished solve (computed on first access)."""
-    f = (alpha + reg * _iterations._safe_log(u)).squeeze(-1)  # (..., n)
-    g = (beta + reg * _iterations._safe_log(v)).squeeze(-1)  # (..., m)
-    rows, cols = P.sum(-1), P.sum(-2)  # (..., n), (..., m)
-    marginal_error = (rows - a).abs().sum(-1) + (cols - b).abs().sum(-1)
-    # reg * sum P log P = sum P (f + g - C) exactly, finite even where P underflows to 0
-    entropic = (rows * _iterations._finite_or_zero(f)).sum(-1) + (
-        cols * _iterations._finite_or_zero(g)).sum(-1)
+    steps = steps or _iterations.TORCH
+    with steps.quiet():
+        f = steps.potential(alpha, u, reg)  # (..., n)
+        g = steps.potential(beta, v, reg)  # (..., m)
+        rows, cols = P.sum(-1), P.sum(-2)  # (..., n), (..., m)
+        marginal_error = abs(rows - a).sum(-1) + abs(cols - b).sum(-1)
+        # reg * sum P log P = sum P (f + g - C) exactly, finite even where P underflows to 0
+        entropic = (rows * steps.finite_or_zero(f)).sum(-1) + (
+            cols * steps.finite_or_zero(g)).sum(-1)
     if envelope:
         entropic = transport + (entropic - transport).detach()
     return {name: convert(x) for name, x in
             dict(f=f, g=g, marginal_error=marginal_error, entropic_cost=entropic).items()}
 
 
-def _kernel_is_safe(C: Tensor, reg: float) -> bool:
-    """Whether exp(-C / reg) and its scalings stay well inside the dtype's range."""
-    limit = 0.5 * -math.log(torch.finfo(C.dtype).tiny)  # 354 in float64, 43.7 in float32
-    extent = C.abs().max().item() / reg
-    return extent <= limit
-
-
-def _as_tensor(x, name: str, like: Tensor | None) -> Tensor:
-    if isinstance(x, Tensor):
-        t = x
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(x))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be a tensor or an array of numbers: {err}") from None
-    if like is not None:
-        t = t.to(device=like.device, dtype=like.dtype)
-    elif not t.is_floating_point():
-        t = t.to(torch.get_default_dtype() if isinstance(x, Tensor) else torch.float64)
-    return t
-
-
-def _check_finite(x: Tensor, name: str) -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} must be finite: it contains NaN or Inf")
-
-
-def _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log):
-    """(a, b, cost) as tensors in the compute dtype, or ValueError naming the bad argument."""
+def _check_options(reg, n_iters, tol, method, grad, return_log) -> float:
+    """reg as a float, or ValueError naming the bad option."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if grad not in GRADS:
@@ -165,53 +140,73 @@ def _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log):
         raise ValueError(f"reg must be a finite number > 0, got {reg!r}")
     if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0 (0 runs exactly n_iters), got {tol!r}")
+    return float(reg)
 
-    C = _as_tensor(cost, "cost", None)
-    if C.dim() < 2 or C.shape[-1] == 0 or C.shape[-2] == 0:
+
+def _validate(a, b, cost, grad, steps):
+    """(a, b, cost) in the compute dtype, broadcast to one batch shape, max |cost| and whether
+    every mass is positive; or ValueError naming the bad argument. ``steps`` converts and reduces
+    (torch or numpy): one min/max reduction per argument, and the masses read back together."""
+    C = steps.as_array(cost, "cost", None)
+    if C.ndim < 2 or C.shape[-1] == 0 or C.shape[-2] == 0:
         raise ValueError(f"cost must have shape (..., n, m) with n, m >= 1, got {tuple(C.shape)}")
-    if C.dtype in (torch.float16, torch.bfloat16):
-        C = C.float()  # low precision is computed in float32 and returned in the input dtype
-    _check_finite(C, "cost")
+    low, high = steps.value_range(C)  # NaN if C has one; +-inf show up as the min or the max
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("cost must be finite: it contains NaN or Inf")
     n, m = C.shape[-2:]
-    a = torch.full((n,), 1.0 / n, dtype=C.dtype, device=C.device) if a is None else a
-    b = torch.full((m,), 1.0 / m, dtype=C.dtype, device=C.device) if b is None else b
-    a, b = _as_tensor(a, "a", C), _as_tensor(b, "b", C)
+    a = steps.full(n, 1.0 / n, C) if a is None else steps.as_array(a, "a", C)
+    b = steps.full(m, 1.0 / m, C) if b is None else steps.as_array(b, "b", C)
+    masses_positive = True
     for x, name, size, what in ((a, "a", n, "rows"), (b, "b", m, "columns")):
-        if x.dim() < 1 or x.shape[-1] != size:
+        if x.ndim < 1 or x.shape[-1] != size:
             raise ValueError(
                 f"{name} must have shape (..., {size}) to match the {size} {what} of cost "
                 f"{tuple(C.shape)}, got {tuple(x.shape)}"
             )
-        if not bool((torch.isfinite(x) & (x >= 0)).all()):  # one pass; say which rule broke
-            _check_finite(x, name)
+        x_low, x_high = steps.value_range(x)
+        if not (math.isfinite(x_low) and math.isfinite(x_high)):
+            raise ValueError(f"{name} must be finite: it contains NaN or Inf")
+        if x_low < 0:
             raise ValueError(f"{name} must be nonnegative: masses are in [0, inf)")
-    try:  # numpy's rule is torch's; torch.broadcast_shapes imports sympy on first use (~1 s)
-        batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], C.shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"batch shapes do not broadcast: a {tuple(a.shape)}, b {tuple(b.shape)}, "
-            f"cost {tuple(C.shape)}"
-        ) from None
-    a, b = a.expand(*batch, n), b.expand(*batch, m)
-    C = C.expand(*batch, n, m)
-    mass_a, mass_b = a.sum(-1), b.sum(-1)
-    if bool((mass_a <= 0).any()):
-        raise ValueError("a must have a positive total mass")
+        masses_positive = masses_positive and x_low > 0
+    if a.ndim > 1 or b.ndim > 1 or C.ndim > 2:  # a batch (one problem needs no broadcasting)
+        try:  # numpy's rule is torch's; torch.broadcast_shapes imports sympy on first use (~1 s)
+            batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], C.shape[:-2])
+        except ValueError:
+            raise ValueError(
+                f"batch shapes do not broadcast: a {tuple(a.shape)}, b {tuple(b.shape)}, "
+                f"cost {tuple(C.shape)}"
+            ) from None
+        a, b = steps.expand(a, (*batch, n)), steps.expand(b, (*batch, m))
+        C = steps.expand(C, (*batch, n, m))
     # masses are compared at the precision they were given in (bfloat16 rounds at 4e-3)
     given = cost.dtype if isinstance(cost, Tensor) and cost.is_floating_point() else C.dtype
-    rtol = math.sqrt(torch.finfo(C.dtype).eps) if given == C.dtype else 2 * torch.finfo(given).eps
-    if not torch.allclose(mass_a, mass_b, rtol=rtol, atol=0):
+    rtol = (math.sqrt(steps.finfo(C).eps) if given == C.dtype
+            else 2 * torch.finfo(given).eps)
+    mass_a, mass_b = a.sum(-1), b.sum(-1)
+    if a.ndim == 1:  # one problem: two numbers, compared in Python
+        mass_a, mass_b = steps.floats(mass_a, mass_b)
+        positive = mass_a > 0
+        equal = abs(mass_a - mass_b) <= rtol * abs(mass_b)  # torch.allclose with atol = 0
+    else:
+        positive = bool((mass_a > 0).all())
+        equal = bool((abs(mass_a - mass_b) <= rtol * abs(mass_b)).all())
+    if not positive:
+        raise ValueError("a must have a positive total mass")
+    if not equal:
+        first_a, first_b = steps.floats(mass_a.reshape(-1)[0], mass_b.reshape(-1)[0]) if (
+            a.ndim > 1) else (mass_a, mass_b)
         raise ValueError(
             f"a and b must have equal total masses (relative tolerance {rtol:.1e}), got "
-            f"sum(a) = {mass_a.flatten()[0].item():.6g} and "
-            f"sum(b) = {mass_b.flatten()[0].item():.6g}"
+            f"sum(a) = {first_a:.6g} and sum(b) = {first_b:.6g}"
         )
-    if grad == "envelope" and (a.requires_grad or b.requires_grad):
+    if grad == "envelope" and (getattr(a, "requires_grad", False)
+                               or getattr(b, "requires_grad", False)):
         raise ValueError(
             "grad='envelope' differentiates with respect to cost only; a and b must not require "
             "grad (use grad='unrolled')"
         )
-    return a, b, C
+    return a, b, C, max(-low, high), masses_positive
 
 
 def sinkhorn(
@@ -252,8 +247,10 @@ def sinkhorn(
     b : tensor or array, shape (..., m), or None
         Column masses. None means uniform, 1/m each.
     cost : tensor or array, shape (..., n, m)
-        Ground cost. Torch tensors stay on their device; numpy in gives numpy out. float16 and
-        bfloat16 are computed in float32 and returned in the input dtype.
+        Ground cost. Torch tensors stay on their device (float16 and bfloat16 are computed in
+        float32 and returned in the input dtype). numpy in gives numpy out: when no input is a
+        tensor, the iterations run in numpy (there is nothing to differentiate), without torch's
+        per-operation overhead; float16 arrays are computed and returned in float32.
     reg : float
         Entropic regularisation, > 0. Small values sharpen the plan towards exact OT.
     n_iters : int
@@ -301,58 +298,55 @@ def sinkhorn(
     --------
     sinkd.sinkd_loss : the batch-wise SinKD term built on this solver.
     """
-    a_t, b_t, C = _validate(a, b, cost, reg, n_iters, tol, method, grad, return_log)
-    reg = float(reg)
-    floating_in = isinstance(cost, Tensor) and cost.is_floating_point()
-    out_dtype = cost.dtype if floating_in else C.dtype
-    chosen = method if method != "auto" else ("kernel" if _kernel_is_safe(C, reg) else "log")
-    envelope = grad == "envelope"
-    C_loop = C.detach() if envelope else C
+    reg = _check_options(reg, n_iters, tol, method, grad, return_log)
+    arrays = _numpy_iterations.numpy_inputs(a, b, cost)
+    if arrays is not None:  # numpy in, numpy out, nothing to differentiate: no torch overhead
+        steps = _numpy_iterations.NUMPY
+        a, b, cost = arrays
+        convert = _numpy_iterations.as_output
+    else:
+        steps = _iterations.TORCH
+    with steps.quiet():
+        a_x, b_x, C, extent, masses_positive = _validate(a, b, cost, grad, steps)
+        envelope = grad == "envelope" and arrays is None
+        if arrays is None:
+            floating_in = isinstance(cost, Tensor) and cost.is_floating_point()
+            convert = partial(_convert, to_numpy=not isinstance(cost, Tensor),
+                              dtype=cost.dtype if floating_in else C.dtype)
+        # the kernel and its scalings must stay well inside the dtype's range
+        kernel_safe = extent / reg <= 0.5 * -math.log(steps.finfo(C).tiny)  # 354 f64, 43.7 f32
+        chosen = method if method != "auto" else ("kernel" if kernel_safe else "log")
 
-    def solve(stabilized: bool) -> _iterations.LoopOutput:
-        with torch.no_grad() if envelope else torch.enable_grad():
-            return _iterations.run(
-                C_loop, a_t.unsqueeze(-1), b_t.unsqueeze(-1), reg, n_iters, tol, stabilized,
-                return_log,
-            )
+        def solve(stabilized: bool):
+            loop = steps.iterate(C, a_x, b_x, reg, n_iters, tol, stabilized, return_log, envelope,
+                                 masses_positive)
+            P = steps.plan(loop)
+            return loop, P, steps.transport(P, C, envelope)
 
-    loop = solve(chosen == "log")
-    P = loop.u * loop.K * loop.v.transpose(-1, -2)  # (..., n, m)
-    if method == "auto" and chosen == "kernel" and not bool(torch.isfinite(P).all()):
-        chosen = "log"  # the range estimate was too optimistic: redo it stably
-        loop = solve(True)
-        P = loop.u * loop.K * loop.v.transpose(-1, -2)
+        loop, P, transport = solve(chosen == "log")
+        # C is finite, so a finite <P, C> means a finite plan unless the sum overflowed
+        if method == "auto" and chosen == "kernel" and not (
+                steps.all_finite(transport) or steps.all_finite(P)):
+            chosen = "log"  # the range estimate was too optimistic: redo it stably
+            loop, P, transport = solve(True)
 
-    transport = (P * C).sum((-2, -1))
-    if envelope:
-        transport = (P.detach() * C).sum((-2, -1))  # d/dC = P
-
-    converged = False
-    if tol > 0:
-        row_error = (P.sum(-1) - a_t).abs().sum(-1)
-        converged = bool((row_error <= tol).all())
-        if not converged:
-            warnings.warn(
-                f"sinkhorn did not converge: row-marginal error {row_error.max().item():.2e} > "
-                f"tol {tol:.1e} after {loop.n_iters} iterations; raise n_iters or reg",
-                SinkhornConvergenceWarning,
-                stacklevel=2,
-            )
-
-    convert = partial(_convert, to_numpy=not isinstance(cost, Tensor), dtype=out_dtype)
-    state = dict(u=loop.u, v=loop.v, alpha=loop.alpha, beta=loop.beta, a=a_t, b=b_t, P=P,
-                 transport=transport, reg=reg, envelope=envelope, convert=convert)
-
-    history = {}
-    if return_log:
-        history = dict(
-            errors=torch.stack(loop.errors),
-            f_history=torch.stack(loop.f_history).squeeze(-1),
-            g_history=torch.stack(loop.g_history).squeeze(-1),
-            cost_matrix=C.detach(),
+        converged = False
+        if tol > 0:
+            row_error = abs(P.sum(-1) - a_x).sum(-1)
+            converged = bool((row_error <= tol).all())
+    if tol > 0 and not converged:
+        warnings.warn(
+            f"sinkhorn did not converge: row-marginal error {row_error.max().item():.2e} > "
+            f"tol {tol:.1e} after {loop.n_iters} iterations; raise n_iters or reg",
+            SinkhornConvergenceWarning,
+            stacklevel=2,
         )
+
+    state = dict(u=loop.u, v=loop.v, alpha=loop.alpha, beta=loop.beta, a=a_x, b=b_x, P=P,
+                 transport=transport, reg=reg, envelope=envelope, convert=convert, steps=steps)
     # the history stays in the compute dtype: plan_at rebuilds plans from it accurately
-    history = {k: convert(x, keep_dtype=True) for k, x in history.items()}
+    history = ({k: convert(x, keep_dtype=True) for k, x in steps.history(loop, C).items()}
+               if return_log else {})
     return SinkhornResult(
         plan=convert(P), cost=convert(transport), n_iters=loop.n_iters, converged=converged,
         method=chosen, reg=reg, _state=state, **history,

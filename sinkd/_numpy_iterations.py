@@ -1,0 +1,255 @@
+"""The loop's steps for numpy inputs: the same iterations as the torch path, without torch's
+per-operation overhead.
+
+:func:`sinkd.sinkhorn` promises numpy out for numpy in. At small n an iteration is a handful of
+operations on vectors of 16-256 numbers, and what it costs is the framework's dispatch: about
+3-5 us per torch operation against about 1 us per numpy call. So when no input is a torch tensor
+(hence nothing is differentiated), :func:`sinkd._iterations.run` runs on :data:`NUMPY`:
+
+- masses, scalings and potentials are plain vectors ``(..., n)``; an iteration is four calls,
+  ``K v`` and ``K^T u`` by BLAS (``np.dot``, ``out=``) and two divisions into preallocated
+  buffers;
+- the kernel ``exp(-C / reg)`` is computed in place, through torch's vectorised ``exp`` for large
+  matrices (2-4x numpy's ``exp`` on CPUs without AVX-512, where numpy's float64 ``exp`` is
+  scalar);
+- the plan ``u K v^T`` overwrites the kernel, and ``<P, C>`` is one BLAS dot product.
+
+The loop itself (blocks, range checks, rollback to the log domain, absorption, stopping) is the
+one in :mod:`sinkd._iterations`, so both paths take the same decisions; the iterates agree to
+round-off (the BLAS libraries sum in different orders).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sinkd._iterations import LoopOutput, run
+
+# numpy dtypes the numpy path computes in (everything else goes through torch, as before)
+_COMPUTE_DTYPE = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64,
+                  np.dtype(np.float16): np.float32}
+_TORCH_EXP_FROM = 2048  # elements from which torch's exp beats numpy's call overhead
+
+
+def numpy_inputs(a, b, cost):
+    """``(a, b, cost)`` as numpy arrays when the numpy path applies to them, else None.
+
+    It applies when none is a torch tensor and each holds plain numbers (bool, integers, float16,
+    float32, float64); the torch path handles (and rejects) anything else, as it always did.
+    """
+    if isinstance(cost, torch.Tensor) or isinstance(a, torch.Tensor) or isinstance(
+            b, torch.Tensor):
+        return None
+    arrays = []
+    for x in (a, b, cost):
+        if x is None:
+            arrays.append(None)
+            continue
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError):
+            return None
+        if arr.dtype.kind not in "biu" and arr.dtype not in _COMPUTE_DTYPE:
+            return None
+        arrays.append(arr)
+    return arrays
+
+
+def _exp_inplace(x: np.ndarray) -> np.ndarray:
+    if x.size >= _TORCH_EXP_FROM:
+        torch.from_numpy(x).exp_()
+    else:
+        np.exp(x, out=x)
+    return x
+
+
+def _matvec(M: np.ndarray, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """M x for M (..., n, m) and vectors x (..., m), into ``out`` (..., n) when given."""
+    if M.ndim == 2:
+        return np.dot(M, x, out=out)
+    return np.matmul(M, x[..., None], out=None if out is None else out[..., None])[..., 0]
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    """log sum exp over ``axis`` (dropped); -inf for an all -inf slice, as torch.logsumexp."""
+    top = x.max(axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.log(np.exp(x - top).sum(axis)) + np.squeeze(top, axis)
+
+
+class NumpySteps:
+    """The loop's array work on numpy arrays; masses, scalings and potentials as vectors."""
+
+    name = "numpy"
+
+    @staticmethod
+    def finfo(x: np.ndarray):
+        return np.finfo(x.dtype)
+
+    @staticmethod
+    def zeros_like(x: np.ndarray) -> np.ndarray:
+        return np.zeros(x.shape, x.dtype)
+
+    @staticmethod
+    def ones_like(x: np.ndarray) -> np.ndarray:
+        return np.ones(x.shape, x.dtype)
+
+    log = staticmethod(np.log)
+
+    @staticmethod
+    def safe_log(x: np.ndarray) -> np.ndarray:
+        return np.log(x)  # -inf at 0 (the caller silences numpy's warning)
+
+    @staticmethod
+    def finite_or_zero(x: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(x), x, 0.0)
+
+    @staticmethod
+    def kernel(C: np.ndarray, reg: float) -> np.ndarray:
+        return _exp_inplace(np.divide(C, -reg))  # -C / reg as the torch path, one new array
+
+    @staticmethod
+    def positive(x: np.ndarray) -> np.ndarray | None:
+        pos = x > 0
+        return None if pos.all() else pos
+
+    @staticmethod
+    def scaling_block(K, a, b, u, v, n, guard, alpha, beta, reg, out: LoopOutput, record: bool):
+        # new u, v for the block (the loop keeps the old ones to roll back), updated in place
+        u, v_new = np.empty_like(u), np.empty_like(v)
+        Kv, KTu = np.empty_like(u), np.empty_like(v)
+        KT = np.swapaxes(K, -1, -2)
+        matvec = np.dot if K.ndim == 2 else _matvec  # (one call less per product)
+        for _ in range(n):
+            matvec(K, v, Kv)
+            if guard is not None:
+                np.maximum(Kv, guard, out=Kv)
+            np.divide(a, Kv, out=u)
+            matvec(KT, u, KTu)
+            if guard is not None:
+                np.maximum(KTu, guard, out=KTu)
+            v = np.divide(b, KTu, out=v_new)
+            if record:  # row sums of the new plan: u * (K v); columns are exact after the v-step
+                out.errors.append(np.abs(u * _matvec(K, v) - a).sum(-1))
+                out.f_history.append(alpha + reg * np.log(u))
+                out.g_history.append(beta + reg * np.log(v))
+        return u, v
+
+    @staticmethod
+    def log_block(C, log_a, log_b, f, g, n, reg, out: LoopOutput, record: bool):
+        for _ in range(n):
+            f = reg * (log_a - _logsumexp((g[..., None, :] - C) / reg, -1))
+            g = reg * (log_b - _logsumexp((f[..., :, None] - C) / reg, -2))
+            if record:
+                row_log_mass = f / reg + _logsumexp((g[..., None, :] - C) / reg, -1)
+                out.errors.append(np.abs(np.exp(row_log_mass) - np.exp(log_a)).sum(-1))
+                out.f_history.append(f)
+                out.g_history.append(g)
+        return f, g
+
+    @staticmethod
+    def extremes(u, v, a_pos, b_pos) -> tuple[float, float]:
+        """(min, max) over the scalings of positive mass (NaN if any is NaN)."""
+        u = u if a_pos is None else np.where(a_pos, u, 1.0)
+        v = v if b_pos is None else np.where(b_pos, v, 1.0)
+        both = np.concatenate((u, v), -1)
+        if both.size == 0:
+            return 1.0, 1.0
+        return float(both.min()), float(both.max())
+
+    @staticmethod
+    def absorbed(potential, scaling, positive, reg):
+        """potential + reg * log(scaling) as a log-block start (-inf where the mass is zero)."""
+        merged = potential + reg * np.log(scaling)
+        merged = np.where(np.isfinite(merged), merged, 0.0)
+        return merged if positive is None else np.where(positive, merged, -np.inf)
+
+    @staticmethod
+    def restart(C, alpha, beta, reg, a, b, tiny):
+        """Kernel on absorbed potentials and one column step (see the torch steps' restart)."""
+        K = _exp_inplace((alpha[..., :, None] + beta[..., None, :] - C) / reg)
+        u = np.ones(a.shape, a.dtype)
+        v = b / np.maximum(_matvec(np.swapaxes(K, -1, -2), u), tiny)
+        return u, v, K
+
+    @staticmethod
+    def row_error(K, a, u, v) -> float:
+        """Largest L1 error of the plan's row marginal over the batch."""
+        return float(np.max(np.abs(u * _matvec(K, v) - a).sum(-1)))
+
+    @staticmethod
+    def last_error(out: LoopOutput) -> float:
+        return float(np.max(out.errors[-1]))
+
+    # --- around the loop (sinkd.sinkhorn) ---
+
+    @staticmethod
+    def quiet():
+        return np.errstate(all="ignore")  # NaN and Inf are results here (as in torch), not errors
+
+    @staticmethod
+    def as_array(x: np.ndarray, name: str, like: np.ndarray | None) -> np.ndarray:
+        """The cost in its compute dtype (float16 -> float32, integers -> float64), masses in the
+        cost's dtype (``numpy_inputs`` has checked that they hold numbers)."""
+        if like is not None:
+            return np.asarray(x, dtype=like.dtype)
+        return np.asarray(x, dtype=_COMPUTE_DTYPE.get(x.dtype, np.float64))
+
+    @staticmethod
+    def full(n: int, value: float, like: np.ndarray) -> np.ndarray:
+        return np.full(n, value, dtype=like.dtype)
+
+    @staticmethod
+    def value_range(x: np.ndarray) -> tuple[float, float]:
+        """(min, max) of x as floats; NaN if x has a NaN."""
+        if x.size == 0:
+            return 0.0, 0.0
+        return float(x.min()), float(x.max())
+
+    @staticmethod
+    def floats(*xs: np.ndarray) -> list[float]:
+        return [float(x) for x in xs]
+
+    @staticmethod
+    def expand(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def all_finite(x: np.ndarray) -> bool:
+        return bool(np.isfinite(x).all())
+
+    def iterate(self, C, a, b, reg, n_iters, tol, stabilized, record, envelope,
+                masses_positive=False) -> LoopOutput:
+        return run(C, a, b, reg, n_iters, tol, stabilized, record, self, masses_positive)
+
+    @staticmethod
+    def plan(loop: LoopOutput) -> np.ndarray:
+        """u K v^T, written over the kernel (nothing needs K after the loop)."""
+        P = loop.K
+        P *= loop.u[..., :, None]
+        P *= loop.v[..., None, :]
+        return P
+
+    @staticmethod
+    def transport(P: np.ndarray, C: np.ndarray, envelope: bool) -> np.ndarray:
+        if P.ndim == 2:
+            return np.asarray(np.vdot(P, C))  # 0-d array, as the torch path's conversion gives
+        return np.einsum("...ij,...ij->...", P, C)
+
+    @staticmethod
+    def potential(alpha: np.ndarray, u: np.ndarray, reg: float) -> np.ndarray:
+        return alpha + reg * np.log(u)  # (..., n)
+
+    @staticmethod
+    def history(loop: LoopOutput, C: np.ndarray) -> dict:
+        return dict(errors=np.stack(loop.errors), f_history=np.stack(loop.f_history),
+                    g_history=np.stack(loop.g_history), cost_matrix=C)
+
+
+def as_output(x, keep_dtype: bool = False) -> np.ndarray:
+    """A result of the numpy path as the caller gets it: an ndarray (0-d for a scalar)."""
+    return np.asarray(x)
+
+
+NUMPY = NumpySteps()
