@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from sinkd.records import RunRecord, load_record
+from sinkd.records import RunRecord, full_config, load_record
 
 # config fields a resumed run may change: where it runs and where its record goes
 RESUMABLE_CHANGES = frozenset({"device", "out", "cache_dir"})
@@ -109,11 +109,11 @@ def resumable(record_path: str | os.PathLike, config_fields: dict[str, Any],
     if not record.stopped:
         raise ValueError(f"resume_from must be a stopped run's record; {record_path} finished "
                          f"all its {len(record.metrics)} steps")
-    changed = sorted(k for k in set(config_fields) | set(record.config)
-                     if k not in RESUMABLE_CHANGES
-                     and config_fields.get(k) != record.config.get(k))
+    before = full_config(record.config)
+    changed = sorted(k for k in set(config_fields) | set(before)
+                     if k not in RESUMABLE_CHANGES and config_fields.get(k) != before.get(k))
     if changed:
-        diffs = ", ".join(f"{k}: {record.config.get(k)!r} -> {config_fields.get(k)!r}"
+        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {config_fields.get(k)!r}"
                           for k in changed)
         raise ValueError(f"resume_from: the config must equal the stopped run's (only "
                          f"{sorted(RESUMABLE_CHANGES)} may change); differs in {diffs}")
@@ -136,4 +136,4 @@ def config_of(record: RunRecord, config_type: type) -> Any:
     unknown = sorted(set(record.config) - names)
     if unknown:
         raise ValueError(f"record config has unknown keys {unknown}")
-    return config_type(**record.config).validate()
+    return config_type(**record.config).validate()  # fields added since: their defaults

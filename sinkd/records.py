@@ -194,9 +194,22 @@ COLUMNS = ("recipe", "steps", "settings", "seeds", "stopped", "test_mean", "test
 _NOT_SETTINGS = frozenset({"recipe", "steps", "seed", "out", "device", "cache_dir"})
 
 
+def full_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A record's config with every DistillConfig field: those added after the record was
+    written take their defaults, which reproduce what runs did before the field existed.
+
+    >>> full_config({"recipe": "ce"})["teacher_lr"]
+    5e-05
+    """
+    from sinkd.distill import DistillConfig  # lazy: sinkd.distill imports this module
+
+    return {**asdict(DistillConfig()), **config}
+
+
 def _settings(records: list[RunRecord]) -> list[tuple]:
     """Per record, the (field, value) pairs of its config that some other record differs on."""
-    items = [{k: v for k, v in r.config.items() if k not in _NOT_SETTINGS} for r in records]
+    items = [{k: v for k, v in full_config(r.config).items() if k not in _NOT_SETTINGS}
+             for r in records]
     keys = sorted({k for item in items for k in item})
     varying = [k for k in keys if len({repr(item.get(k)) for item in items}) > 1]
     return [tuple((k, item.get(k)) for k in varying) for item in items]

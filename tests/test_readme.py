@@ -22,3 +22,17 @@ def test_the_two_commands_are_make_targets_and_ci_calls_the_test_one():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^run:", makefile, flags=re.M) and re.search(r"^test:", makefile, flags=re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_results_table_is_computed_from_the_committed_records():
+    """The README's Rotten Tomatoes table is exactly `compare --markdown` of the run records in
+    docs/results/rotten-tomatoes (recipes in the README's order): no number typed by hand."""
+    from sinkd.records import compare, format_compare, load_record
+
+    folder = ROOT / "docs" / "results" / "rotten-tomatoes"
+    records = [load_record(p) for recipe in ("ce", "kd", "rkl", "js", "sinkd")
+               for p in sorted(folder.glob(f"{recipe}-seed*.json"))]
+    assert len(records) == 15 and not any(r.stopped for r in records)
+    assert sorted({r.config["seed"] for r in records}) == [0, 1, 2]
+    table = format_compare(compare(records), markdown=True)
+    assert table in README

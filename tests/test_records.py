@@ -13,6 +13,7 @@ from scipy.spatial.distance import cdist
 from scipy.special import softmax
 
 from sinkd.cli_distill import main
+from sinkd.distill import DistillConfig
 from sinkd.records import (
     RunRecord,
     compare,
@@ -128,6 +129,17 @@ def test_compare_averages_only_runs_with_equal_settings():
     assert compare(runs[:2])["settings"].tolist() == [""]  # nothing differs: no settings
 
 
+def test_compare_reads_fields_missing_from_old_records_as_their_defaults():
+    """A record written before a config field existed (no teacher_lr) is one experiment with a
+    record that states that field's default, and differs from one with another value."""
+    old, new, other = _record("kd", 0, 0.5), _record("kd", 1, 0.7), _record("kd", 2, 0.9)
+    new.config["teacher_lr"] = DistillConfig().teacher_lr
+    other.config["teacher_lr"] = 1e-4
+    df = compare([old, new, other])
+    assert list(df["seeds"]) == [2, 1] and df["test_mean"][0] == pytest.approx(0.6)
+    assert list(df["settings"]) == ["teacher_lr=5e-05", "teacher_lr=0.0001"]
+
+
 def test_compare_puts_the_teacher_first_once_per_teacher():
     """Records carrying their teacher's accuracies give one 'teacher' row (first) per teacher,
     with those accuracies; teacher=False leaves it out."""
@@ -149,7 +161,7 @@ def test_format_compare_markdown_table():
     lines = format_compare(compare(runs), markdown=True).splitlines()
     assert lines[0].startswith("| recipe | steps | seeds |") and lines[0].endswith("| settings |")
     assert set(lines[1]) == {"|", "-"} and lines[1].count("|") == lines[0].count("|")
-    assert lines[2].split(" | ")[-1] == "lr=None |" and "60.0" in lines[3]
+    assert lines[2].split(" | ")[-1] == "lr=5e-05 |" and "60.0" in lines[3]
 
 
 def test_format_compare_shows_percent_and_dash_for_nan():
