@@ -62,11 +62,21 @@ def test_any_tensor_input_takes_the_torch_path():
     assert_allclose(res.plan, pot_plan(a, b, C, 0.5, 5), rtol=0, atol=1e-12)
 
 
+@pytest.fixture(params=[1, 2])
+def torch_threads(request):
+    """torch's intra-op threads set to 1 or 2 (the numpy path's large exp runs in torch)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("T", [1, 2, 5, 20, 200])
 @pytest.mark.parametrize("method", ["kernel", "log"])
 @pytest.mark.parametrize("n,m", [(48, 64), (70, 40)])  # >= 2048 entries: torch's exp
-def test_large_problem_equals_pot(n, m, method, T):
-    """A problem large enough for the other exp equals POT to 1e-12 after T iterations."""
+def test_large_problem_equals_pot(n, m, method, T, torch_threads):
+    """A problem large enough for torch's exp equals POT to 1e-12 after T iterations, with 1
+    or 2 torch threads."""
     a, b, C = problem(1, n, m, "unit")
     res = _solve(a, b, C, 0.1, n_iters=T, tol=0, method=method)
     assert np.abs(res.plan - pot_plan(a, b, C, 0.1, T)).max() <= 1e-12
