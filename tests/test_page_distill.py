@@ -44,7 +44,7 @@ def test_page_renders_by_default_without_running_anything(cache):
     text = _text(at)
     assert "**2 run(s)**" in text and "on device **cpu**" in text
     assert str(cache / "teachers") in text and "not cached yet" in text
-    assert "measured on a 2-core CPU" in text
+    assert "measured on an idle 2-core CPU" in text
     assert f"No saved runs yet in `{cache / 'runs'}`" in text
     assert not at.button(key=K + "start").disabled
 
@@ -54,7 +54,7 @@ def test_bad_values_in_the_link_are_clamped_or_replaced(cache):
     at = _page({"steps": "0", "alpha": "5", "lr": "abc"})
     assert at.session_state[K + "steps"] == 1
     assert at.session_state[K + "alpha"] == 1.0
-    assert at.session_state[K + "lr"] == 5e-5
+    assert at.session_state[K + "lr"] == 3e-4  # the page's default
     assert any("lr" in w.value for w in at.warning)
 
 
