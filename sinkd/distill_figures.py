@@ -60,7 +60,7 @@ def loss_curves_figure(steps: Sequence[dict]) -> go.Figure:
 
 
 def compare_figure(table: pd.DataFrame, metric: str = "test") -> go.Figure:
-    """Bars of the mean ``metric`` accuracy (%) per (recipe, steps), error bars one std.
+    """Bars of the mean ``metric`` accuracy (%) per experiment, error bars one std.
 
     Parameters
     ----------
@@ -83,8 +83,9 @@ def compare_figure(table: pd.DataFrame, metric: str = "test") -> go.Figure:
     if metric not in ("test", "best_dev", "final_dev"):
         raise ValueError(f"metric must be one of test, best_dev, final_dev, got {metric!r}")
     rows = table[[not math.isnan(m) for m in table[f"{metric}_mean"].astype(float)]]
-    labels = [f"{r} ({s} steps, n={n})" for r, s, n in zip(rows["recipe"], rows["steps"],
-                                                           rows["seeds"], strict=True)]
+    settings = rows["settings"] if "settings" in rows else [""] * len(rows)
+    labels = [f"{r} ({s} steps, n={n}{', ' + x if x else ''})" for r, s, n, x in zip(
+        rows["recipe"], rows["steps"], rows["seeds"], settings, strict=True)]  # one bar each
     std = [0.0 if math.isnan(s) else 100 * s for s in rows[f"{metric}_std"].astype(float)]
     fig = go.Figure(go.Bar(x=labels, y=[100 * m for m in rows[f"{metric}_mean"]],
                            error_y=dict(type="data", array=std, visible=True),

@@ -151,3 +151,14 @@ def test_compare_figure_bars_are_means_with_std_error_bars():
     assert list(bar.marker.color) == [COLORS["ce"], COLORS["sinkhorn"]]
     with pytest.raises(ValueError, match="metric"):
         distill_figures.compare_figure(compare(recs), "loss")
+
+
+def test_compare_figure_keeps_experiments_with_other_settings_apart():
+    """Two experiments of one recipe that differ in lr get two bars (labels name the setting),
+    not one merged category."""
+    recs = [RunRecord(config={"recipe": "ce", "steps": 5, "seed": 0, "lr": lr},
+                      results={"test": t, "best_dev": t, "final_dev": t})
+            for lr, t in ((1e-4, 0.6), (3e-4, 0.7))]
+    fig = distill_figures.compare_figure(compare(recs), "test")
+    assert list(fig.data[0].x) == ["ce (5 steps, n=1, lr=0.0001)", "ce (5 steps, n=1, lr=0.0003)"]
+    assert list(fig.data[0].y) == [60.0, 70.0]
