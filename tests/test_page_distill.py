@@ -104,6 +104,25 @@ def _queue(at: AppTest) -> list[dict]:
     return []
 
 
+def _rerun_until(at: AppTest, condition) -> None:
+    """Rerun the page every 0.5 s (AppTest does not tick run_every) until ``condition(at)``,
+    for at most 2 minutes; the caller asserts what it waited for."""
+    for _ in range(240):
+        if condition(at):
+            return
+        time.sleep(0.5)
+        at.run()
+
+
+def _statuses(at: AppTest) -> list[str]:
+    return [r["status"] for r in _queue(at)]
+
+
+def _steps_shown(at: AppTest) -> list[int]:
+    """The step numbers in the progress bars ("step k / n")."""
+    return [int(m) for p in at.get("progress") for m in re.findall(r"step (\d+) /", p.proto.text)]
+
+
 def _tiny_budget(steps: int):
     """The page with one CE run on a tiny budget: 100 snippets, batch 4, length 8, no fine-tune."""
     at = _page()
@@ -121,11 +140,7 @@ def test_start_trains_in_the_background_and_lists_the_record(cache):
     assert not at.exception and "**1 run(s)**" in _text(at)
     at.button(key=K + "start").click().run()
     assert not at.exception
-    for _ in range(240):  # AppTest does not tick run_every: rerun while the worker trains
-        if [r["status"] for r in _queue(at)] == ["done"]:
-            break
-        time.sleep(0.5)
-        at.run()
+    _rerun_until(at, lambda at: _statuses(at) == ["done"])
     assert [(r["recipe"], r["status"]) for r in _queue(at)] == [("ce", "done")]
     records = distill_jobs.list_records(distill_jobs.runs_dir(cache))
     assert [r.recipe for _, r in records] == ["ce"]
@@ -143,18 +158,10 @@ def test_stop_button_stops_the_run_and_keeps_its_record(cache):
     """Stop during a long run: it ends stopped, its record is saved and marked stopped."""
     at = _tiny_budget(steps=3000)
     at.button(key=K + "start").click().run()
-    for _ in range(240):  # wait for the first steps, then press Stop
-        if "step " in "".join(p.proto.text for p in at.get("progress")) and any(
-                b.key == K + "stop" for b in at.button):
-            break
-        time.sleep(0.5)
-        at.run()
+    # wait for the first steps, then press Stop
+    _rerun_until(at, lambda at: _steps_shown(at) and any(b.key == K + "stop" for b in at.button))
     at.button(key=K + "stop").click().run()
-    for _ in range(240):
-        if [r["status"] for r in _queue(at)] == ["stopped"]:
-            break
-        time.sleep(0.5)
-        at.run()
+    _rerun_until(at, lambda at: _statuses(at) == ["stopped"])
     assert not at.exception
     assert [r["status"] for r in _queue(at)] == ["stopped"]
     (path, record), = distill_jobs.list_records(distill_jobs.runs_dir(cache))
@@ -164,20 +171,11 @@ def test_stop_button_stops_the_run_and_keeps_its_record(cache):
     assert at.button(key=K + "resume").label == "Resume 1 stopped run(s)"
     at.button(key=K + "resume").click().run()
     done = len(record.metrics)
-    for _ in range(240):  # wait until the resumed run is past its old last step
-        rows = _queue(at)
-        shown = [int(m) for p in at.get("progress") for m in re.findall(r"step (\d+) /",
-                                                                          p.proto.text)]
-        if rows and rows[0]["status"] == "running" and shown and shown[0] > done:
-            break
-        time.sleep(0.5)
-        at.run()
+    # wait until the resumed run is past its old last step, then stop it again
+    _rerun_until(at, lambda at: _statuses(at) == ["running"] and _steps_shown(at)
+                 and _steps_shown(at)[0] > done)
     at.button(key=K + "stop").click().run()
-    for _ in range(240):
-        if [r["status"] for r in _queue(at)] == ["stopped"]:
-            break
-        time.sleep(0.5)
-        at.run()
+    _rerun_until(at, lambda at: _statuses(at) == ["stopped"])
     (same, again), = distill_jobs.list_records(distill_jobs.runs_dir(cache))
     assert same == path and again.resumed_at == [done] and len(again.metrics) > done
     assert [m["step"] for m in again.metrics] == list(range(1, len(again.metrics) + 1))
