@@ -13,6 +13,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(OFFLINE_ASSETS)
+	@# numba compiles the solver's fused loop once (~15 s) and caches it beside sinkd/_fused.py
+	$(PY) -c "from sinkd import _fused; print(f'fused Sinkhorn loop compiled in {_fused.warm_up():.1f} s')"
 	touch $@
 
 setup: $(VENV)/.installed

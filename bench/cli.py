@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.report import format_table, save_json
+from bench.report import format_spread, format_table, save_json
 from bench.suite import SECTIONS, run_all
 
 
@@ -27,18 +27,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per timed cell (default 0.3, 0.08 with --quick)")
     parser.add_argument("--section", action="append", choices=list(SECTIONS),
                         help="run only this section (repeatable)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run the suite this many times and add the spread of each ratio "
+                        "(the table shown is the last run's; default 1)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")
     if args.budget is not None and args.budget <= 0:
         parser.error("--budget must be > 0")
+    if args.runs < 1:
+        parser.error("--runs must be >= 1")
 
     def progress(message: str) -> None:
         print(f"  ... {message}", file=sys.stderr, flush=True)
 
-    results = run_all(quick=args.quick, threads=args.threads, budget=args.budget,
-                      sections=args.section, progress=progress)
+    runs = []
+    for k in range(args.runs):
+        if args.runs > 1:
+            progress(f"run {k + 1} of {args.runs}")
+        runs.append(run_all(quick=args.quick, threads=args.threads, budget=args.budget,
+                            sections=args.section, progress=progress))
+    results = runs[-1]
     print(format_table(results))
+    if args.runs > 1:
+        print(format_spread(runs))
     if args.out:
         save_json(results, args.out)
         print(f"\nresults saved to {args.out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from bench.suite import SECTIONS, Results
@@ -49,6 +50,8 @@ def _header(env: dict) -> list[str]:
         run.append(f"~{env['budget_s']} s per timed cell")
     if env.get("quick"):
         run.append("--quick subset")
+    if "numba_first_use_s" in env:
+        run.append(f"numba first use {env['numba_first_use_s']} s (before timing)")
     lines.append(" | ".join([load, *run]))
     cpu = env.get("cpu_during_run") or {}
     if cpu:
@@ -94,6 +97,30 @@ def format_table(results: list[dict], env: dict | None = None) -> str:
     for r in failed:
         out.append(f"  FAIL {r['section']}: {r['case']}: {r['ours']} vs {r['peer']} "
                    f"{_fmt_ratio(r['ratio'])} < {r['target']:g}x")
+    return "\n".join(out)
+
+
+def format_spread(runs: list[list[dict]]) -> str:
+    """Each targeted comparison over several runs of the suite: min, median and max of its
+    ratio, and in how many runs it met its target (one machine's noise, stated plainly)."""
+    keyed: dict[tuple, list[dict]] = {}
+    for results in runs:
+        for r in results:
+            if r["target"] is not None:
+                keyed.setdefault((r["section"], r["case"], r["ours"], r["peer"]), []).append(r)
+    cells = []
+    for (_section, case, ours, peer), rows in keyed.items():
+        ratios = sorted(r["ratio"] for r in rows)
+        passed = sum(r["status"] == "PASS" for r in rows)
+        cells.append([case, ours, peer, _fmt_ratio(ratios[0]),
+                      _fmt_ratio(statistics.median(ratios)), _fmt_ratio(ratios[-1]),
+                      f">= {rows[0]['target']:g}x", f"{passed}/{len(rows)}"])
+    out = ["", f"Spread over {len(runs)} runs of the suite in one process (ratio min / median / "
+           "max; runs that met the target):"]
+    out += _table(["case", "ours", "vs", "min", "median", "max", "target", "met"], cells,
+                  right={3, 4, 5})
+    always = sum(c[-1].split("/")[0] == c[-1].split("/")[1] for c in cells)
+    out.append(f"{always} of {len(cells)} targets met in every run")
     return "\n".join(out)
 
 

@@ -97,7 +97,17 @@ def run(C, a, b, reg: float, n_iters: int, tol: float, stabilized: bool, record:
             continue
         u0, v0 = u, v
         n_recorded = len(out.errors)
-        u, v = steps.scaling_block(K, a, b, u, v, block, guard, alpha, beta, reg, out, record)
+        # the steps may run several blocks natively, up to one that needs the checks below
+        fast = None if record or tol > 0 else steps.scaling_blocks(
+            K, a, b, u, v, n_iters - done, CHECK_EVERY, guard, small if stabilized else None)
+        if fast is not None:
+            u0, v0, u, v, before = fast
+            if before:  # blocks before the last stayed inside the small range
+                done += before
+                backoff = 0
+            block = min(CHECK_EVERY, n_iters - done)
+        else:
+            u, v = steps.scaling_block(K, a, b, u, v, block, guard, alpha, beta, reg, out, record)
         if stabilized:
             lo, hi = steps.extremes(u, v, a_pos, b_pos)
             if not (safe[0] <= lo and hi <= safe[1]):
@@ -198,6 +208,10 @@ class TorchSteps:
                 out.f_history.append(alpha + reg * torch.log(u))
                 out.g_history.append(beta + reg * torch.log(v))
         return u, v
+
+    @staticmethod
+    def scaling_blocks(K, a, b, u, v, n, block, guard, bounds):
+        return None  # one block at a time: each iteration is a few torch calls anyway
 
     @staticmethod
     def log_block(C, log_a, log_b, f, g, n, reg, out: LoopOutput, record: bool):
@@ -305,6 +319,11 @@ class TorchSteps:
         with torch.no_grad() if envelope else torch.enable_grad():
             return run(C.detach() if envelope else C, a.unsqueeze(-1), b.unsqueeze(-1), reg,
                        n_iters, tol, stabilized, record, self, masses_positive)
+
+    @classmethod
+    def plan_and_transport(cls, loop: LoopOutput, C: Tensor, envelope: bool):
+        P = cls.plan(loop)
+        return P, cls.transport(P, C, envelope)
 
     @staticmethod
     def plan(loop: LoopOutput) -> Tensor:

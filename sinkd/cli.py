@@ -37,7 +37,10 @@ def _bench(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(root))
     import bench
 
-    forwarded = ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    forwarded = ["--threads", str(args.threads), "--runs", str(args.runs)] + (
+        ["--quick"] if args.quick else [])
+    for section in args.section or []:
+        forwarded += ["--section", section]
     if args.out:
         forwarded += ["--out", args.out]
     return bench.main(forwarded)
@@ -63,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--quick", action="store_true", help="a subset, under 30 s")
     bench_cmd.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     bench_cmd.add_argument("--out", metavar="FILE", help="also write results as JSON")
+    bench_cmd.add_argument("--runs", type=int, default=1,
+                           help="repeat the suite and print each ratio's spread (default 1)")
+    bench_cmd.add_argument("--section", action="append",
+                           choices=["forward", "forward_backward", "batched", "sinkd_share"],
+                           help="run only this section (repeatable)")
     bench_cmd.set_defaults(run=_bench)
     add_subcommands(sub)
     return parser

@@ -250,7 +250,9 @@ def sinkhorn(
         Ground cost. Torch tensors stay on their device (float16 and bfloat16 are computed in
         float32 and returned in the input dtype). numpy in gives numpy out: when no input is a
         tensor, the iterations run in numpy (there is nothing to differentiate), without torch's
-        per-operation overhead; float16 arrays are computed and returned in float32.
+        per-operation overhead; float16 arrays are computed and returned in float32. The first
+        numpy call in a process loads the compiled loop (numba, about 1 s; a few seconds the
+        very first time, while it compiles and caches it).
     reg : float
         Entropic regularisation, > 0. Small values sharpen the plan towards exact OT.
     n_iters : int
@@ -320,8 +322,7 @@ def sinkhorn(
         def solve(stabilized: bool):
             loop = steps.iterate(C, a_x, b_x, reg, n_iters, tol, stabilized, return_log, envelope,
                                  masses_positive)
-            P = steps.plan(loop)
-            return loop, P, steps.transport(P, C, envelope)
+            return (loop, *steps.plan_and_transport(loop, C, envelope))
 
         loop, P, transport = solve(chosen == "log")
         # C is finite, so a finite <P, C> means a finite plan unless the sum overflowed

@@ -1,0 +1,44 @@
+"""Tests for the benchmark report's spread over several runs (bench/report.py).
+
+Performance itself is never asserted in tests (it is measured by `python -m bench`); these check
+the report's arithmetic against statistics computed here from the same rows.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+
+from bench.report import format_spread
+
+
+def _row(case: str, ratio: float, target: float | None) -> dict:
+    status = "info" if target is None else ("PASS" if ratio >= target else "FAIL")
+    return {"section": "forward", "case": case, "ours": "ours kernel (numpy)",
+            "peer": "POT numpy", "ratio": ratio, "target": target, "status": status}
+
+
+def test_spread_gives_min_median_max_and_runs_that_met_the_target():
+    """Per targeted comparison: min, median and max of its ratios over the runs, and how many
+    runs met the target; rows without a target are left out; the last line counts the targets
+    met in every run."""
+    ratios = {"n=16": [4.0, 2.0, 3.5], "n=256": [3.2, 3.1, 3.3]}
+    runs = [[_row(case, r[k], 3.0) for case, r in ratios.items()] + [_row("info", 9.0, None)]
+            for k in range(3)]
+    text = format_spread(runs)
+    lines = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("n=")}
+    for case, r in ratios.items():
+        expected = [f"{x:.2f}x" for x in (min(r), statistics.median(r), max(r))]
+        assert lines[case][-6:-3] == expected, case
+    assert lines["n=16"][-1] == "2/3" and lines["n=256"][-1] == "3/3"
+    assert not any(line.startswith("info") for line in text.splitlines())
+    assert text.splitlines()[-1] == "1 of 2 targets met in every run"
+    assert "Spread over 3 runs" in text
+
+
+def test_runs_below_one_is_refused():
+    """`python -m bench --runs 0` exits 2 naming --runs."""
+    out = subprocess.run([sys.executable, "-m", "bench", "--runs", "0"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "--runs must be >= 1" in out.stderr
