@@ -26,8 +26,8 @@ is not installed, and the numpy path then runs on BLAS alone.
 
 from __future__ import annotations
 
-import functools
 import math
+import threading
 import time
 
 import numpy as np
@@ -36,15 +36,27 @@ FUSED_UP_TO = 2**19  # entries per problem (724 x 724) up to which the fused loo
 _FLAGS = {"reassoc", "contract"}  # vectorised sums and FMA; NaN / Inf semantics kept
 
 
-@functools.cache
+_COMPILING = threading.Lock()  # app sessions are threads: the first compiles, the others wait
+_LOOPS: list = []  # [(scaling_blocks, plan_and_cost) or None], filled once
+
+
 def _compiled():
-    """The compiled kernels, or None without numba (imported on first use: numba costs ~0.3 s)."""
+    """The compiled loops, or None without numba (imported on first use: with the cache beside
+    this file, numba's import and the loading of the loops take about 1 s)."""
+    if not _LOOPS:
+        with _COMPILING:
+            if not _LOOPS:  # (another thread may have compiled while this one waited)
+                _LOOPS.append(_compile())
+    return _LOOPS[0]
+
+
+def _compile():
     try:
         import numba
-    except ImportError:  # pragma: no cover - numba is a requirement; BLAS still works without it
+    except ImportError:  # pragma: no cover - numba is a requirement; BLAS works without it
         return None
     jit = numba.njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
-    global _iterate, _at_least, _inside  # the helpers the compiled loops call, compiled first
+    global _iterate, _at_least, _inside  # the helpers the loops call, compiled first
     _at_least, _inside = jit(_at_least), jit(_inside)
     _iterate = jit(_iterate)
     return jit(_scaling_blocks), jit(_plan_and_cost)
@@ -82,7 +94,8 @@ def _rows(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def scaling_blocks(K: np.ndarray, a: np.ndarray, b: np.ndarray, u: np.ndarray, v: np.ndarray,
                    n_iters: int, block: int, guard: float | None,
-                   bounds: tuple[float, float] | None):
+                   bounds: tuple[float, float] | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Blocks of ``block`` iterations from ``(u, v)`` (not modified), while the scalings stay
     inside ``bounds``; returns ``(u0, v0, u1, v1, before)``.
 
@@ -122,7 +135,7 @@ def plan_and_cost(K: np.ndarray, u: np.ndarray, v: np.ndarray,
     return K, cost.reshape(batch)
 
 
-# --- the loops numba compiles (plain Python: they also run, slowly, without it) ---
+# --- the loops numba compiles (written in the subset of Python it compiles) ---
 
 def _scaling_blocks(K, a, b, u, v, u0, v0, n_iters, block, guard, use_guard, lo, hi, check):
     problems, n, m = K.shape

@@ -8,7 +8,10 @@ switched off) and plain numpy formulas for the plan and its cost.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +195,31 @@ def test_scaling_blocks_stop_after_the_first_block_out_of_bounds():
     assert_allclose(u1, numpy_iterations(t)[0], rtol=1e-12)
     assert_allclose(u0, numpy_iterations(t - block)[0], rtol=1e-12)
     assert_allclose(v0, numpy_iterations(t - block)[1], rtol=1e-12)
+
+
+def test_first_use_from_several_threads_compiles_once():
+    """App sessions are threads: in a fresh process, eight threads whose first numpy solves
+    start together all get POT's plan (the first compiles or loads the loops, the others wait)."""
+    script = (
+        "import threading\n"
+        "import numpy as np, ot\n"
+        "from sinkd import sinkhorn\n"
+        "rng = np.random.default_rng(0)\n"
+        "C = rng.random((9, 7)); a = np.full(9, 1 / 9); b = np.full(7, 1 / 7)\n"
+        "ref = ot.sinkhorn(b, a, C.T, 0.2, numItermax=15, stopThr=0, warn=False).T\n"
+        "gaps, start = [], threading.Barrier(8)\n"
+        "def solve():\n"
+        "    start.wait()\n"
+        "    try:\n"
+        "        gaps.append(float(np.abs(sinkhorn(a, b, C, 0.2, n_iters=15, tol=0).plan - ref)"
+        ".max()))\n"
+        "    except Exception as e:\n"
+        "        gaps.append(repr(e))\n"
+        "threads = [threading.Thread(target=solve) for _ in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(gaps)\n"
+        "assert len(gaps) == 8 and all(isinstance(g, float) and g <= 1e-12 for g in gaps), gaps\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
