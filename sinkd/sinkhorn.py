@@ -251,8 +251,8 @@ def sinkhorn(
         float32 and returned in the input dtype). numpy in gives numpy out: when no input is a
         tensor, the iterations run in numpy (there is nothing to differentiate), without torch's
         per-operation overhead; float16 arrays are computed and returned in float32. The first
-        numpy call in a process loads the compiled loop (numba, about 1 s; a few seconds the
-        very first time, while it compiles and caches it).
+        numpy call in a process loads the compiled loop (numba, about 1 s; about 12 s the very
+        first time, while it compiles and caches it: ``make setup`` does that once).
     reg : float
         Entropic regularisation, > 0. Small values sharpen the plan towards exact OT.
     n_iters : int
