@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from sinkd import _fused
-from sinkd._iterations import LoopOutput, run
+from sinkd._iterations import TORCH, LoopOutput, run
 
 # numpy dtypes the numpy path computes in (everything else goes through torch, as before)
 _COMPUTE_DTYPE = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64,
@@ -238,7 +238,7 @@ class NumpySteps:
         if x.size == 0:
             return 0.0, 0.0
         if x.size >= _TORCH_MINMAX_FROM and x.flags.c_contiguous:  # one threaded pass, not two
-            return tuple(torch.stack(torch.aminmax(torch.from_numpy(x))).tolist())
+            return TORCH.value_range(torch.from_numpy(x))
         return float(x.min()), float(x.max())
 
     @staticmethod
