@@ -9,9 +9,10 @@ them twice while they are in L1: their entries of ``K v``, then ``u`` there, the
 runs the solver's blocks of 10 iterations and their range check natively too, returning to
 Python only when a block needs attention (absorption, rollback) or the iterations are done.
 Same arithmetic, half the memory traffic, no Python between iterations: about 1.5x BLAS at
-n = 256 and 5-10x at n <= 64 (docs/benchmarks.md). Past about 700 x 700 per problem BLAS's
-blocked kernels win again, so :mod:`sinkd._numpy_iterations` keeps BLAS there (and for the
-recorded path, whose per-iteration errors need ``K v`` anyway).
+n = 256 and 5-10x at n <= 64 (docs/benchmarks.md). Above :data:`FUSED_UP_TO` entries per
+problem (2048 x 2048 on two cores, 724 x 724 with more, where BLAS's threads should win),
+:mod:`sinkd._numpy_iterations` keeps BLAS, as it does for the recorded path, whose
+per-iteration errors need ``K v`` anyway.
 
 Floating-point semantics are numpy's: ``error_model="numpy"`` makes ``x / 0`` infinite (the
 loop's range checks catch it), and of the fast-math flags only ``reassoc`` and ``contract`` are
@@ -27,12 +28,24 @@ is not installed, and the numpy path then runs on BLAS alone.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 
 import numpy as np
 
-FUSED_UP_TO = 2**19  # entries per problem (724 x 724) up to which the fused loop beats BLAS here
+
+def _fused_up_to(cores: int) -> int:
+    """Entries per problem up to which the fused loop runs (BLAS above), measured in whole
+    solves (docs/benchmarks.md). On two cores the fused loop won at every size measured, up to
+    2048 x 2048 (BLAS's second thread contends with torch's, still spinning after the kernel's
+    ``exp``); with more cores BLAS's threads should win on large kernels, as they did in a loop
+    timed alone here past about 724 x 724 (not measured on a many-core machine)."""
+    return 2**22 if cores <= 2 else 2**19
+
+
+FUSED_UP_TO = _fused_up_to(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                           else os.cpu_count() or 1)
 _FLAGS = {"reassoc", "contract"}  # vectorised sums and FMA; NaN / Inf semantics kept
 
 

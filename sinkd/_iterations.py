@@ -97,9 +97,11 @@ def run(C, a, b, reg: float, n_iters: int, tol: float, stabilized: bool, record:
             continue
         u0, v0 = u, v
         n_recorded = len(out.errors)
-        # the steps may run several blocks natively, up to one that needs the checks below
-        fast = None if record or tol > 0 else steps.scaling_blocks(
-            K, a, b, u, v, n_iters - done, CHECK_EVERY, guard, small if stabilized else None)
+        # the steps may run blocks natively: up to one that needs the checks below, or (tol > 0)
+        # the one block before the stopping test
+        fast = None if record else steps.scaling_blocks(
+            K, a, b, u, v, n_iters - done if tol == 0 else block, CHECK_EVERY, guard,
+            small if stabilized else None)
         if fast is not None:
             u0, v0, u, v, before = fast
             if before:  # blocks before the last stayed inside the small range

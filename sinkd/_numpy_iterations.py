@@ -8,9 +8,9 @@ operations on vectors of 16-256 numbers, and what it costs is the framework's di
 
 - masses, scalings and potentials are plain vectors ``(..., n)``;
 - a block of iterations is one call of the fused loop of :mod:`sinkd._fused` (compiled by
-  numba: one pass over ``K`` per iteration) up to about 700 x 700 per problem; past that, and
-  when every iteration is recorded, four calls per iteration: ``K v`` and ``K^T u`` by BLAS
-  (``np.dot``, ``out=``) and two divisions into preallocated buffers;
+  numba: one pass over ``K`` per iteration) up to ``_fused.FUSED_UP_TO`` entries per problem;
+  past that, and when every iteration is recorded, four calls per iteration: ``K v`` and
+  ``K^T u`` by BLAS (``np.dot``, ``out=``) and two divisions into preallocated buffers;
 - the kernel ``exp(-C / reg)`` is computed in place, through torch's vectorised ``exp`` for large
   matrices (2-4x numpy's ``exp`` on CPUs without AVX-512, where numpy's float64 ``exp`` is
   scalar);

@@ -116,20 +116,39 @@ def test_applies_where_supported_and_faster():
     fused loop; Fortran order, other dtypes and larger problems stay on BLAS."""
     assert _fused.applies(np.empty((256, 256)))
     assert _fused.applies(np.empty((500, 16, 16), np.float32))  # a batch: the size per problem
-    assert _fused.applies(np.empty((1, _fused.FUSED_UP_TO)))
-    assert not _fused.applies(np.empty((2, _fused.FUSED_UP_TO // 2 + 1)))
-    assert not _fused.applies(np.empty((1024, 1024)))
+    assert _fused.applies(np.empty((1, _fused.FUSED_UP_TO), np.float32))
+    assert not _fused.applies(np.empty((2, _fused.FUSED_UP_TO // 2 + 1), np.float32))
     assert not _fused.applies(np.asfortranarray(np.empty((8, 9))))
     assert not _fused.applies(np.empty((8, 9), np.float16))
     assert not _fused.applies(np.empty((0, 3)))
 
 
-def test_problem_above_the_threshold_runs_blas_and_equals_pot():
-    """800 x 700 (> FUSED_UP_TO entries) runs the BLAS loop; its plan equals POT's to 1e-12."""
-    a, b, C = problem(2, 800, 700, "unit")
-    assert 800 * 700 > _fused.FUSED_UP_TO
+def test_threshold_follows_the_cores():
+    """Two cores (where it was measured) run the fused loop up to 2048 x 2048 per problem; more
+    cores keep BLAS's threads from 724 x 724 (2^19 entries)."""
+    assert _fused._fused_up_to(1) == _fused._fused_up_to(2) == 2048 * 2048
+    assert _fused._fused_up_to(16) == 2**19 < 1024 * 1024
+
+
+def test_problem_above_the_threshold_runs_blas_and_equals_pot(monkeypatch):
+    """A problem above FUSED_UP_TO entries runs the BLAS loop (the fused one would fail here);
+    its plan equals POT's to 1e-12."""
+    a, b, C = problem(2, 80, 70, "unit")
+    monkeypatch.setattr(_fused, "FUSED_UP_TO", 80 * 70 - 1)
+    for name in ("scaling_blocks", "plan_and_cost"):  # not called: BLAS takes the problem
+        monkeypatch.setattr(_fused, name, None)
     res = _solve(a, b, C, 0.1, n_iters=3, tol=0, method="kernel")
     assert np.abs(res.plan - pot_plan(a, b, C, 0.1, 3)).max() <= 1e-12
+
+
+def test_large_fused_problem_equals_pot(monkeypatch):
+    """1100 x 1000 (2^20 entries: fused on two cores) runs the fused loop; its plan equals POT's
+    to 1e-12 (float64, 20 iterations)."""
+    monkeypatch.setattr(_fused, "FUSED_UP_TO", 2**22)
+    a, b, C = problem(5, 1100, 1000, "unit")
+    assert _fused.applies(np.empty((1100, 1000)))
+    res = _solve(a, b, C, 0.1, n_iters=20, tol=0, method="kernel")
+    assert np.abs(res.plan - pot_plan(a, b, C, 0.1, 20)).max() <= 1e-12
 
 
 def test_fortran_ordered_cost_equals_pot():
