@@ -51,11 +51,12 @@ class LoopOutput:
 
 
 def run(C, a, b, reg: float, n_iters: int, tol: float, stabilized: bool, record: bool,
-        steps=None, masses_positive: bool = False) -> LoopOutput:
+        steps=None, masses_positive: bool = False, K=None) -> LoopOutput:
     """Run up to ``n_iters`` Sinkhorn iterations (rows then columns), stopping early on ``tol``.
 
     ``steps`` does the array work (:data:`TORCH` by default); ``a`` and ``b`` are in its layout.
-    ``masses_positive=True`` (known from validation) spares the loop looking for zero masses.
+    ``masses_positive=True`` (known from validation) spares the loop looking for zero masses;
+    ``K``, the kernel ``exp(-C / reg)`` where validation computed it (it is overwritten).
     """
     steps = TORCH if steps is None else steps
     finfo = steps.finfo(C)
@@ -66,7 +67,7 @@ def run(C, a, b, reg: float, n_iters: int, tol: float, stabilized: bool, record:
     small = (math.exp(-absorb_at), math.exp(absorb_at))
     alpha, beta = steps.zeros_like(a), steps.zeros_like(b)
     u, v = steps.ones_like(a), steps.ones_like(b)
-    K = steps.kernel(C, reg)
+    K = steps.kernel(C, reg) if K is None else K
     out = LoopOutput(u, v, alpha, beta, K, 0)
     guard = a_pos = b_pos = None
     if stabilized and not masses_positive:
@@ -297,6 +298,11 @@ class TorchSteps:
     def full(n: int, value: float, like: Tensor) -> Tensor:
         return torch.full((n,), value, dtype=like.dtype, device=like.device)
 
+    @classmethod
+    def range_and_kernel(cls, C: Tensor, reg: float) -> tuple[float, float, None]:
+        """C's (min, max); the kernel is computed in the loop (it may need autograd)."""
+        return (*cls.value_range(C), None)
+
     @staticmethod
     def value_range(x: Tensor) -> tuple[float, float]:
         """(min, max) of x as floats, one reduction; NaN if x has a NaN."""
@@ -317,10 +323,10 @@ class TorchSteps:
         return bool(torch.isfinite(x).all())
 
     def iterate(self, C, a, b, reg, n_iters, tol, stabilized, record, envelope,
-                masses_positive=False) -> LoopOutput:
+                masses_positive=False, K=None) -> LoopOutput:
         with torch.no_grad() if envelope else torch.enable_grad():
             return run(C.detach() if envelope else C, a.unsqueeze(-1), b.unsqueeze(-1), reg,
-                       n_iters, tol, stabilized, record, self, masses_positive)
+                       n_iters, tol, stabilized, record, self, masses_positive, K)
 
     @classmethod
     def plan_and_transport(cls, loop: LoopOutput, C: Tensor, envelope: bool):

@@ -11,9 +11,10 @@ operations on vectors of 16-256 numbers, and what it costs is the framework's di
   numba: one pass over ``K`` per iteration) up to ``_fused.FUSED_UP_TO`` entries per problem;
   past that, and when every iteration is recorded, four calls per iteration: ``K v`` and
   ``K^T u`` by BLAS (``np.dot``, ``out=``) and two divisions into preallocated buffers;
-- the kernel ``exp(-C / reg)`` is computed in place, through torch's vectorised ``exp`` for large
-  matrices (2-4x numpy's ``exp`` on CPUs without AVX-512, where numpy's float64 ``exp`` is
-  scalar);
+- the kernel ``exp(-C / reg)`` is computed by :func:`sinkd._fused.kernel_and_range`, in the
+  pass that finds the cost's min and max for validation (one read of ``C``, vectorised ``exp``,
+  single-threaded; without numba: torch's vectorised ``exp`` for large matrices, 2-4x numpy's on
+  CPUs without AVX-512, where numpy's float64 ``exp`` is scalar);
 - the plan ``u K v^T`` overwrites the kernel, with ``<P, C>`` in the same fused pass (or an
   ``einsum`` pass after BLAS).
 
@@ -64,6 +65,8 @@ def numpy_inputs(a, b, cost):
 
 
 def _exp_inplace(x: np.ndarray) -> np.ndarray:
+    if _fused.exp_applies(x):
+        return _fused.exp_inplace(x)
     if x.size >= _TORCH_EXP_FROM:
         torch.from_numpy(x).exp_()
     else:
@@ -126,10 +129,22 @@ class NumpySteps:
     def finite_or_zero(x: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(x), x, 0.0)
 
-    @staticmethod
-    def kernel(C: np.ndarray, reg: float) -> np.ndarray:
+    @classmethod
+    def kernel(cls, C: np.ndarray, reg: float) -> np.ndarray:
         # -C / reg as the torch path, into one new cache-line-aligned array
-        return _exp_inplace(np.divide(C, -reg, out=_aligned_empty(C.shape, C.dtype)))
+        K = cls.range_and_kernel(C, reg)[2]
+        return K if K is not None else _exp_inplace(
+            np.divide(C, -reg, out=_aligned_empty(C.shape, C.dtype)))
+
+    @staticmethod
+    def range_and_kernel(C: np.ndarray, reg: float) -> tuple[float, float, np.ndarray | None]:
+        """C's (min, max) (NaN if C has a NaN) and its kernel ``exp(-C / reg)``, in one compiled
+        pass where :mod:`sinkd._fused` applies (else the kernel is None: computed when needed).
+        """
+        if not _fused.exp_applies(C):
+            return (*NumpySteps.value_range(C), None)
+        K = _aligned_empty(C.shape, C.dtype)
+        return (*_fused.kernel_and_range(C, reg, K), K)
 
     @staticmethod
     def positive(x: np.ndarray) -> np.ndarray | None:
@@ -254,8 +269,8 @@ class NumpySteps:
         return bool(np.isfinite(x).all())
 
     def iterate(self, C, a, b, reg, n_iters, tol, stabilized, record, envelope,
-                masses_positive=False) -> LoopOutput:
-        return run(C, a, b, reg, n_iters, tol, stabilized, record, self, masses_positive)
+                masses_positive=False, K=None) -> LoopOutput:
+        return run(C, a, b, reg, n_iters, tol, stabilized, record, self, masses_positive, K)
 
     @classmethod
     def plan_and_transport(cls, loop: LoopOutput, C: np.ndarray, envelope: bool):

@@ -143,14 +143,16 @@ def _check_options(reg, n_iters, tol, method, grad, return_log) -> float:
     return float(reg)
 
 
-def _validate(a, b, cost, grad, steps):
-    """(a, b, cost) in the compute dtype, broadcast to one batch shape, max |cost| and whether
-    every mass is positive; or ValueError naming the bad argument. ``steps`` converts and reduces
+def _validate(a, b, cost, grad, steps, reg):
+    """(a, b, cost) in the compute dtype, broadcast to one batch shape, max |cost|, whether
+    every mass is positive, and the kernel exp(-cost / reg) where the range pass computed it
+    (numpy; else None); or ValueError naming the bad argument. ``steps`` converts and reduces
     (torch or numpy): one min/max reduction per argument, and the masses read back together."""
     C = steps.as_array(cost, "cost", None)
     if C.ndim < 2 or C.shape[-1] == 0 or C.shape[-2] == 0:
         raise ValueError(f"cost must have shape (..., n, m) with n, m >= 1, got {tuple(C.shape)}")
-    low, high = steps.value_range(C)  # NaN if C has one; +-inf show up as the min or the max
+    # NaN if C has one; +-inf show up as the min or the max
+    low, high, K = steps.range_and_kernel(C, reg)
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("cost must be finite: it contains NaN or Inf")
     n, m = C.shape[-2:]
@@ -178,7 +180,8 @@ def _validate(a, b, cost, grad, steps):
                 f"cost {tuple(C.shape)}"
             ) from None
         a, b = steps.expand(a, (*batch, n)), steps.expand(b, (*batch, m))
-        C = steps.expand(C, (*batch, n, m))
+        if C.shape != (*batch, n, m):
+            C, K = steps.expand(C, (*batch, n, m)), None  # (the loop writes a full kernel)
     # masses are compared at the precision they were given in (bfloat16 rounds at 4e-3)
     given = cost.dtype if isinstance(cost, Tensor) and cost.is_floating_point() else C.dtype
     rtol = (math.sqrt(steps.finfo(C).eps) if given == C.dtype
@@ -206,7 +209,7 @@ def _validate(a, b, cost, grad, steps):
             "grad='envelope' differentiates with respect to cost only; a and b must not require "
             "grad (use grad='unrolled')"
         )
-    return a, b, C, max(-low, high), masses_positive
+    return a, b, C, max(-low, high), masses_positive, K
 
 
 def sinkhorn(
@@ -309,7 +312,7 @@ def sinkhorn(
     else:
         steps = _iterations.TORCH
     with steps.quiet():
-        a_x, b_x, C, extent, masses_positive = _validate(a, b, cost, grad, steps)
+        a_x, b_x, C, extent, masses_positive, K = _validate(a, b, cost, grad, steps, reg)
         envelope = grad == "envelope" and arrays is None
         if arrays is None:
             floating_in = isinstance(cost, Tensor) and cost.is_floating_point()
@@ -319,12 +322,12 @@ def sinkhorn(
         kernel_safe = extent / reg <= 0.5 * -math.log(steps.finfo(C).tiny)  # 354 f64, 43.7 f32
         chosen = method if method != "auto" else ("kernel" if kernel_safe else "log")
 
-        def solve(stabilized: bool):
+        def solve(stabilized: bool, K=None):
             loop = steps.iterate(C, a_x, b_x, reg, n_iters, tol, stabilized, return_log, envelope,
-                                 masses_positive)
+                                 masses_positive, K)
             return (loop, *steps.plan_and_transport(loop, C, envelope))
 
-        loop, P, transport = solve(chosen == "log")
+        loop, P, transport = solve(chosen == "log", K)  # (the plan overwrites K)
         # C is finite, so a finite <P, C> means a finite plan unless the sum overflowed
         if method == "auto" and chosen == "kernel" and not (
                 steps.all_finite(transport) or steps.all_finite(P)):
