@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 
 from bench.suite import SECTIONS, Results
@@ -106,12 +107,17 @@ def format_spread(runs: list[list[dict]]) -> str:
     keyed: dict[tuple, list[dict]] = {}
     for results in runs:
         for r in results:
-            if r["target"] is not None:
-                keyed.setdefault((r["section"], r["case"], r["ours"], r["peer"]), []).append(r)
+            if r["target"] is not None:  # one target, even where its peer (the faster POT
+                # path) differs between runs
+                key = (r["section"], r["case"], r["ours"], r["target"], r.get("note", ""))
+                keyed.setdefault(key, []).append(r)
     cells = []
-    for (_section, case, ours, peer), rows in keyed.items():
+    for (_section, case, ours, _target, _note), rows in keyed.items():
         ratios = sorted(r["ratio"] for r in rows)
         passed = sum(r["status"] == "PASS" for r in rows)
+        peers = Counter(r["peer"] for r in rows)
+        peer = rows[0]["peer"] if len(peers) == 1 else ", ".join(
+            f"{name} ({count})" for name, count in peers.most_common())
         cells.append([case, ours, peer, _fmt_ratio(ratios[0]),
                       _fmt_ratio(statistics.median(ratios)), _fmt_ratio(ratios[-1]),
                       f">= {rows[0]['target']:g}x", f"{passed}/{len(rows)}"])

@@ -37,6 +37,21 @@ def test_spread_gives_min_median_max_and_runs_that_met_the_target():
     assert "Spread over 3 runs" in text
 
 
+def test_a_target_whose_faster_peer_changes_between_runs_stays_one_row():
+    """"vs the faster POT path" is one target even when POT numpy is faster in some runs and POT
+    torch in others: one row over all runs, naming each peer with its number of runs."""
+    runs = []
+    for k, peer in enumerate(["POT numpy", "POT torch", "POT numpy"]):
+        row = _row("n=1024", [3.0, 2.5, 0.5][k], 1.0)
+        row["peer"] = peer
+        runs.append([row])
+    text = format_spread(runs)
+    lines = [line for line in text.splitlines() if line.startswith("n=1024")]
+    assert len(lines) == 1
+    assert "POT numpy (2), POT torch (1)" in lines[0] and lines[0].split()[-1] == "2/3"
+    assert text.splitlines()[-1] == "0 of 1 targets met in every run"
+
+
 def test_runs_below_one_is_refused():
     """`python -m bench --runs 0` exits 2 naming --runs."""
     out = subprocess.run([sys.executable, "-m", "bench", "--runs", "0"], capture_output=True,
