@@ -14,12 +14,8 @@ problem (2048 x 2048 on two cores, 724 x 724 with more, where BLAS's threads sho
 :mod:`sinkd._numpy_iterations` keeps BLAS, as it does for the recorded path, whose
 per-iteration errors need ``K v`` anyway.
 
-The kernel itself comes from :func:`kernel_and_range`: one pass over ``C`` that finds its min
-and max (validation) and writes ``exp(C / -reg)`` with a vectorised exponential of our own
-(numba calls libm's scalar ``exp`` where Intel's SVML is absent): within 2 ulp in float64 and
-1 ulp in float32, subnormals and overflow as numpy. It is single-threaded on purpose: torch's
-two-thread ``exp`` was no faster here, and its OpenMP worker, left spinning, slowed the loop
-that followed by up to 2x (docs/benchmarks.md).
+The kernel ``exp(-C / reg)`` comes from :mod:`sinkd._fused_exp` (one vectorised pass, with the
+cost's range check).
 
 Floating-point semantics are numpy's: ``error_model="numpy"`` makes ``x / 0`` infinite (the
 loop's range checks catch it), and of the fast-math flags only ``reassoc`` and ``contract`` are
@@ -57,7 +53,7 @@ _FLAGS = {"reassoc", "contract"}  # vectorised sums and FMA; NaN / Inf semantics
 
 
 _COMPILING = threading.Lock()  # app sessions are threads: the first compiles, the others wait
-_LOOPS: list = []  # [(scaling_blocks, plan_and_cost) or None], filled once
+_LOOPS: list = []  # [(scaling_blocks, plan_and_cost, kernels, exps, extremes) or None]
 
 
 def _compiled():
@@ -75,40 +71,14 @@ def _compile():
         import numba
     except ImportError:  # pragma: no cover - numba is a requirement; BLAS works without it
         return None
+    from sinkd import _fused_exp
+
     jit = numba.njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
-    # the helpers the loops call, compiled first
-    global _iterate, _at_least, _inside, _exp64, _exp32, _order64, _order32, _unorder64
-    global _unorder32, _bits64, _from_bits64, _bits32, _from_bits32
-    _bits64, _from_bits64, _bits32, _from_bits32 = _bitcasts()
+    global _iterate, _at_least, _inside  # the helpers the loops call, compiled first
     _at_least, _inside = jit(_at_least), jit(_inside)
     _iterate = jit(_iterate)
-    _exp64, _exp32 = jit(_exp64), jit(_exp32)
-    _order64, _order32, _unorder64, _unorder32 = (jit(f) for f in (
-        _order64, _order32, _unorder64, _unorder32))
-    return (jit(_scaling_blocks), jit(_plan_and_cost),
-            {np.dtype(np.float64): jit(_kernel_and_range64),
-             np.dtype(np.float32): jit(_kernel_and_range32)},
-            {np.dtype(np.float64): jit(_exp_inplace64), np.dtype(np.float32): jit(_exp_inplace32)})
-
-
-def _bitcasts():
-    """Reinterpretations float64 <-> int64 and float32 <-> int32 (LLVM bitcasts, which the loops
-    vectorise), as numba intrinsics."""
-    from llvmlite import ir
-    from numba import types
-    from numba.extending import intrinsic
-
-    def bitcast(source, target, llvm_target):
-        def typer(typingctx, x):
-            def codegen(context, builder, signature, args):
-                return builder.bitcast(args[0], llvm_target)
-            return target(source), codegen
-        return intrinsic(typer)
-
-    return (bitcast(types.float64, types.int64, ir.IntType(64)),
-            bitcast(types.int64, types.float64, ir.DoubleType()),
-            bitcast(types.float32, types.int32, ir.IntType(32)),
-            bitcast(types.int32, types.float32, ir.FloatType()))
+    return (jit(_scaling_blocks), jit(_plan_and_cost), *_fused_exp.compile_loops(jit),
+            jit(_extremes))
 
 
 def available() -> bool:
@@ -120,14 +90,17 @@ def warm_up() -> float:
 
     ``make setup`` runs it once, so that a user's first call does not wait for the compiler.
     """
+    from sinkd import _fused_exp
+
     start = time.perf_counter()
     if available():
         for dtype in (np.float32, np.float64):
             K, ones = np.eye(4, dtype=dtype), np.ones(4, dtype)
             u, v = scaling_blocks(K, ones, ones, ones, ones, 2, 1, None, (0.5, 2.0))[2:4]
             plan_and_cost(K, u, v, K.copy())
-            kernel_and_range(K, 1.0, np.empty_like(K))
-            exp_inplace(K)
+            extremes(u, v)
+            _fused_exp.kernel_and_range(K, 1.0, np.empty_like(K))
+            _fused_exp.exp_inplace(K)
     return time.perf_counter() - start
 
 
@@ -135,28 +108,6 @@ def applies(K: np.ndarray) -> bool:
     """Whether the fused loop takes this kernel: float32 / float64, C-contiguous, not too big."""
     return (K.dtype in (np.float32, np.float64) and K.flags.c_contiguous and K.ndim >= 2
             and K.shape[-1] * K.shape[-2] <= FUSED_UP_TO and K.size > 0 and available())
-
-
-def exp_applies(x: np.ndarray) -> bool:
-    """Whether :func:`kernel_and_range` and :func:`exp_inplace` take x (any size)."""
-    return (x.dtype in (np.float32, np.float64) and x.flags.c_contiguous and x.size > 0
-            and available())
-
-
-def kernel_and_range(C: np.ndarray, reg: float, out: np.ndarray) -> tuple[float, float]:
-    """``out = exp(C / -reg)`` and C's (min, max), in one pass; (NaN, NaN) if C has a NaN.
-
-    C and out C-contiguous, of one shape and dtype (see :func:`exp_applies`). The division is
-    numpy's (``C / -reg`` in C's dtype), the exponential :func:`_exp64` / :func:`_exp32`.
-    """
-    kernel_and_range_of = _compiled()[2][C.dtype]
-    return kernel_and_range_of(C.reshape(-1), C.dtype.type(-reg), out.reshape(-1))
-
-
-def exp_inplace(x: np.ndarray) -> np.ndarray:
-    """x = exp(x) in place (x C-contiguous, see :func:`exp_applies`); returns x."""
-    _compiled()[3][x.dtype](x.reshape(-1))
-    return x
 
 
 def _rows(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -192,6 +143,11 @@ def scaling_blocks(K: np.ndarray, a: np.ndarray, b: np.ndarray, u: np.ndarray, v
         hi, bounds is not None)
     return (u0.reshape(*batch, n), v0.reshape(*batch, m), u1.reshape(*batch, n),
             v1.reshape(*batch, m), before)
+
+
+def extremes(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+    """(min, max) over the scalings u and v together, (NaN, NaN) if one is NaN (one call)."""
+    return _compiled()[4](u.reshape(-1), v.reshape(-1))
 
 
 def plan_and_cost(K: np.ndarray, u: np.ndarray, v: np.ndarray,
@@ -287,96 +243,11 @@ def _plan_and_cost(K, u, v, C, cost, zero):
         cost[k] = total
 
 
-# --- exp, vectorised: numba calls libm's scalar exp where SVML is absent (as here) ---
-# x = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite: k ln2_hi is exact), e^r by its Taylor
-# polynomial, 2^k built from its bits in two factors so that a subnormal result rounds once.
-# Measured against exp in float64 arithmetic: <= 2 ulp in float64, <= 1 ulp in float32
-# (numpy's float32 exp: 2.4 ulp); underflow to subnormals and 0, and overflow, as numpy.
-
-_SHIFT64, _SHIFT32 = 1.5 * 2.0**52, np.float32(1.5 * 2.0**23)  # x + shift rounds to integer
-_SHIFT64_BITS = int(np.float64(_SHIFT64).view(np.int64))
-_SHIFT32_BITS = np.int32(_SHIFT32.view(np.int32))
-_TAYLOR64 = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13!, ..., 1/0!
-_TAYLOR32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(7, -1, -1))
-_ABS64, _ABS32 = np.int64(2**63 - 1), np.int32(2**31 - 1)  # all bits but the sign
-_ONE32, _BIAS32, _MANT32 = np.int32(1), np.int32(127), np.int32(23)
-
-
-def _exp64(x):
-    x = min(max(x, -746.0), 710.0)  # beyond: 0 and inf (and no overflow of k below)
-    t = x * 1.4426950408889634 + _SHIFT64  # log2(e); round(x / ln2) in t's last bits
-    k = t - _SHIFT64
-    r = (x - k * 0.693147180369123816490) - k * 1.90821492927058770002e-10  # ln2 hi, lo
-    p = 0.0
-    for c in _TAYLOR64:
-        p = p * r + c
-    n = _bits64(t) - _SHIFT64_BITS
-    half = n >> 1
-    return p * _from_bits64((half + 1023) << 52) * _from_bits64((n - half + 1023) << 52)
-
-
-def _exp32(x):
-    x = min(max(x, np.float32(-104.0)), np.float32(89.0))
-    t = x * np.float32(1.44269504) + _SHIFT32
-    k = t - _SHIFT32
-    r = (x - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
-    p = np.float32(0.0)
-    for c in _TAYLOR32:
-        p = p * r + c
-    n = np.int32(_bits32(t) - _SHIFT32_BITS)
-    half = np.int32(n >> _ONE32)
-    return p * _from_bits32(np.int32(np.int32(half + _BIAS32) << _MANT32)) * _from_bits32(
-        np.int32(np.int32(n - half + _BIAS32) << _MANT32))
-
-
-# The range check in the same pass: a float's bits, sign-folded, order as the float does (and
-# integer min / max vectorise where NaN-aware float min / max do not). NaN orders outside +-inf.
-
-def _order64(x):
-    i = _bits64(x)
-    return i ^ ((i >> 63) & _ABS64)
-
-
-def _order32(x):  # (numba widens int32 arithmetic to int64: narrowed back, for 8 lanes)
-    i = _bits32(x)
-    return np.int32(i ^ np.int32(np.int32(i >> np.int32(31)) & _ABS32))
-
-
-def _unorder64(s):
-    return _from_bits64(s ^ ((s >> 63) & _ABS64))
-
-
-def _unorder32(s):
-    return _from_bits32(s ^ ((s >> np.int32(31)) & _ABS32))
-
-
-def _kernel_and_range64(C, neg_reg, K):
-    lo = hi = _order64(C[0])
-    for i in range(C.shape[0]):
-        s = _order64(C[i])
-        lo, hi = min(lo, s), max(hi, s)
-        K[i] = _exp64(C[i] / neg_reg)
-    if lo < _order64(-np.inf) or hi > _order64(np.inf):
-        return np.nan, np.nan
-    return _unorder64(lo), _unorder64(hi)
-
-
-def _kernel_and_range32(C, neg_reg, K):
-    lo = hi = _order32(C[0])
-    for i in range(C.shape[0]):
-        s = _order32(C[i])
-        lo, hi = min(lo, s), max(hi, s)
-        K[i] = _exp32(C[i] / neg_reg)
-    if lo < _order32(np.float32(-np.inf)) or hi > _order32(np.float32(np.inf)):
-        return np.nan, np.nan
-    return float(_unorder32(lo)), float(_unorder32(hi))
-
-
-def _exp_inplace64(x):
-    for i in range(x.shape[0]):
-        x[i] = _exp64(x[i])
-
-
-def _exp_inplace32(x):
-    for i in range(x.shape[0]):
-        x[i] = _exp32(x[i])
+def _extremes(u, v):
+    lo = hi = u[0]
+    for x in (u, v):
+        for i in range(x.shape[0]):
+            if x[i] != x[i]:
+                return np.nan, np.nan
+            lo, hi = min(lo, x[i]), max(hi, x[i])
+    return float(lo), float(hi)

@@ -11,7 +11,7 @@ operations on vectors of 16-256 numbers, and what it costs is the framework's di
   numba: one pass over ``K`` per iteration) up to ``_fused.FUSED_UP_TO`` entries per problem;
   past that, and when every iteration is recorded, four calls per iteration: ``K v`` and
   ``K^T u`` by BLAS (``np.dot``, ``out=``) and two divisions into preallocated buffers;
-- the kernel ``exp(-C / reg)`` is computed by :func:`sinkd._fused.kernel_and_range`, in the
+- the kernel ``exp(-C / reg)`` is computed by :func:`sinkd._fused_exp.kernel_and_range`, in the
   pass that finds the cost's min and max for validation (one read of ``C``, vectorised ``exp``,
   single-threaded; without numba: torch's vectorised ``exp`` for large matrices, 2-4x numpy's on
   CPUs without AVX-512, where numpy's float64 ``exp`` is scalar);
@@ -30,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from sinkd import _fused
+from sinkd import _fused, _fused_exp
 from sinkd._iterations import TORCH, LoopOutput, run
 
 # numpy dtypes the numpy path computes in (everything else goes through torch, as before)
@@ -65,8 +65,10 @@ def numpy_inputs(a, b, cost):
 
 
 def _exp_inplace(x: np.ndarray) -> np.ndarray:
-    if _fused.exp_applies(x):
-        return _fused.exp_inplace(x)
+    if x.size < _TORCH_EXP_FROM:  # (a numba or torch call costs more than numpy's here)
+        return np.exp(x, out=x)
+    if _fused_exp.exp_applies(x):
+        return _fused_exp.exp_inplace(x)
     if x.size >= _TORCH_EXP_FROM:
         torch.from_numpy(x).exp_()
     else:
@@ -80,9 +82,12 @@ def _aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     numpy's allocations are only 16-byte aligned; the fused loop's 32-byte vector loads from a
     kernel 16 bytes off a line straddle two lines every other load (measured: 13% slower at n =
     256, float64).
+    Below 64 KiB a plain ``np.empty``: finding the address costs more than the loads save.
     """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < 2**16:
+        return np.empty(shape, dtype)
     buffer = np.empty(nbytes + 64, np.uint8)
     start = -buffer.__array_interface__["data"][0] % 64  # (.ctypes costs ~5 us)
     return buffer[start:start + nbytes].view(dtype).reshape(shape)
@@ -141,10 +146,10 @@ class NumpySteps:
         """C's (min, max) (NaN if C has a NaN) and its kernel ``exp(-C / reg)``, in one compiled
         pass where :mod:`sinkd._fused` applies (else the kernel is None: computed when needed).
         """
-        if not _fused.exp_applies(C):
+        if not _fused_exp.exp_applies(C):
             return (*NumpySteps.value_range(C), None)
         K = _aligned_empty(C.shape, C.dtype)
-        return (*_fused.kernel_and_range(C, reg, K), K)
+        return (*_fused_exp.kernel_and_range(C, reg, K), K)
 
     @staticmethod
     def positive(x: np.ndarray) -> np.ndarray | None:
@@ -197,9 +202,11 @@ class NumpySteps:
         """(min, max) over the scalings of positive mass (NaN if any is NaN)."""
         u = u if a_pos is None else np.where(a_pos, u, 1.0)
         v = v if b_pos is None else np.where(b_pos, v, 1.0)
-        both = np.concatenate((u, v), -1)
-        if both.size == 0:
+        if u.size == 0 or v.size == 0:
             return 1.0, 1.0
+        if _fused.available() and u.dtype == v.dtype and u.dtype.kind == "f":
+            return _fused.extremes(u, v)  # one call, not four
+        both = np.concatenate((u, v), -1)
         return float(both.min()), float(both.max())
 
     @staticmethod

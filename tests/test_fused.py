@@ -243,3 +243,38 @@ def test_first_use_from_several_threads_compiles_once():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300, cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extremes_are_numpys_min_and_max_of_both_scalings(dtype):
+    """The compiled range of (u, v) together is numpy's min and max of their concatenation, for
+    single problems and batches; a NaN in either gives (NaN, NaN); infinities are reported."""
+    rng = np.random.default_rng(1)
+    for shape_u, shape_v in (((5,), (3,)), ((4, 6), (4, 2)), ((1,), (1,))):
+        u = rng.lognormal(0.0, 5.0, shape_u).astype(dtype)
+        v = rng.lognormal(0.0, 5.0, shape_v).astype(dtype)
+        both = np.concatenate((u, v), -1)
+        assert _fused.extremes(u, v) == (float(both.min()), float(both.max()))
+        assert NUMPY.extremes(u, v, None, None) == (float(both.min()), float(both.max()))
+        for target in (u, v):
+            bad = target.copy()
+            bad.reshape(-1)[-1] = np.nan
+            pair = (bad, v) if target is u else (u, bad)
+            assert all(np.isnan(x) for x in _fused.extremes(*pair))
+        inf_v = v.copy()
+        inf_v.reshape(-1)[0] = np.inf
+        assert _fused.extremes(u, inf_v)[1] == np.inf
+
+
+def test_small_kernels_are_plain_arrays_and_large_ones_cache_line_aligned():
+    """Kernels from 64 KiB start on a 64-byte line (the fused loop's vector loads); smaller ones
+    are plain numpy arrays; both are C-contiguous, of the cost's shape and dtype, and equal to
+    numpy's exp(-C / reg) to 2 ulp."""
+    for n, dtype in ((16, np.float32), (90, np.float64), (128, np.float32), (256, np.float64)):
+        C = np.random.default_rng(n).random((n, n)).astype(dtype)
+        K = NUMPY.kernel(C, 0.3)
+        assert K.shape == C.shape and K.dtype == dtype and K.flags.c_contiguous
+        if K.nbytes >= 2**16:
+            assert K.ctypes.data % 64 == 0
+        expected = np.exp(np.divide(C, -0.3))
+        assert np.abs(K - expected).max() <= 2 * np.spacing(expected).max()

@@ -1,4 +1,4 @@
-"""Tests for the compiled exponential and range pass of the numpy path (sinkd/_fused.py).
+"""Tests for the compiled exponential and range pass of the numpy path (sinkd/_fused_exp.py).
 
 numba calls libm's scalar ``exp`` where Intel's SVML is absent, so the numpy path computes the
 kernel ``exp(-C / reg)`` with its own vectorised exponential, in the pass that finds the cost's
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _checks import pot_plan, problem
 
-from sinkd import _fused, sinkhorn
+from sinkd import _fused_exp, sinkhorn
 from sinkd._numpy_iterations import NUMPY
 
 # exp's whole domain per dtype: from below the smallest subnormal result to past the overflow
@@ -48,7 +48,7 @@ def test_exp_is_within_a_few_ulps_of_the_exact_exponential(dtype, bound):
     """Over exp's whole domain, the compiled exp is within 2 ulp (float64) / 1 ulp (float32) of
     exp computed in extended precision (numpy's own float32 exp measured 2.4 ulp here)."""
     x = _arguments(dtype)
-    got = _fused.exp_inplace(x.copy())
+    got = _fused_exp.exp_inplace(x.copy())
     assert got.dtype == dtype
     assert _ulps(got, x).max() <= bound
 
@@ -59,7 +59,7 @@ def test_exp_underflows_and_overflows_as_numpy(dtype):
     half of it are 0 where numpy's are, overflow gives inf exactly where numpy's does, and
     exp(0) = 1 exactly."""
     x = _arguments(dtype)
-    got = _fused.exp_inplace(x.copy())
+    got = _fused_exp.exp_inplace(x.copy())
     with np.errstate(over="ignore", under="ignore"):
         expected = np.exp(x)
     assert np.array_equal(np.isinf(got), np.isinf(expected))
@@ -80,7 +80,7 @@ def test_kernel_and_range_is_numpys_division_exp_min_and_max(dtype, shape):
     rng = np.random.default_rng(sum(shape))
     C = (rng.normal(0.0, 3.0, shape)).astype(dtype)
     K = np.empty_like(C)
-    low, high = _fused.kernel_and_range(C, 0.07, K)
+    low, high = _fused_exp.kernel_and_range(C, 0.07, K)
     assert (low, high) == (float(C.min()), float(C.max()))
     x = np.divide(C, -0.07)
     assert x.dtype == dtype
@@ -95,7 +95,7 @@ def test_range_reports_nan_and_infinities(dtype, bad, expected):
     for where in (0, 5, -1):
         C = np.linspace(-2.0, 3.0, 12, dtype=dtype).reshape(3, 4)
         C.reshape(-1)[where] = bad
-        low, high = _fused.kernel_and_range(C, 1.0, np.empty_like(C))
+        low, high = _fused_exp.kernel_and_range(C, 1.0, np.empty_like(C))
         if expected == "nan":
             assert np.isnan(low) and np.isnan(high)
         else:
@@ -107,9 +107,9 @@ def test_negative_zero_and_denormal_costs_order_correctly():
     """-0.0 < 0.0 < smallest subnormal in the range pass, as the floats compare."""
     tiny = np.nextafter(0.0, 1.0)
     C = np.array([[0.0, tiny], [-0.0, 2 * tiny]])
-    assert _fused.kernel_and_range(C, 1.0, np.empty_like(C)) == (0.0, 2 * tiny)
+    assert _fused_exp.kernel_and_range(C, 1.0, np.empty_like(C)) == (0.0, 2 * tiny)
     C = np.array([[-tiny, 0.0]])
-    assert _fused.kernel_and_range(C, 1.0, np.empty_like(C)) == (-tiny, 0.0)
+    assert _fused_exp.kernel_and_range(C, 1.0, np.empty_like(C)) == (-tiny, 0.0)
 
 
 def test_validation_reuses_the_kernel_of_its_range_pass():
