@@ -108,11 +108,11 @@ def format_spread(runs: list[list[dict]]) -> str:
     for results in runs:
         for r in results:
             if r["target"] is not None:  # one target, even where its peer (the faster POT
-                # path) differs between runs
-                key = (r["section"], r["case"], r["ours"], r["target"], r.get("note", ""))
+                # path) or its note (a measured share) differs between runs
+                key = (r["section"], r["case"], r["ours"], r["target"])
                 keyed.setdefault(key, []).append(r)
     cells = []
-    for (_section, case, ours, _target, _note), rows in keyed.items():
+    for (_section, case, ours, _target), rows in keyed.items():
         ratios = sorted(r["ratio"] for r in rows)
         passed = sum(r["status"] == "PASS" for r in rows)
         peers = Counter(r["peer"] for r in rows)

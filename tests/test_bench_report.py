@@ -39,11 +39,12 @@ def test_spread_gives_min_median_max_and_runs_that_met_the_target():
 
 def test_a_target_whose_faster_peer_changes_between_runs_stays_one_row():
     """"vs the faster POT path" is one target even when POT numpy is faster in some runs and POT
-    torch in others: one row over all runs, naming each peer with its number of runs."""
+    torch in others (and its note differs): one row over all runs, naming each peer with its
+    number of runs."""
     runs = []
     for k, peer in enumerate(["POT numpy", "POT torch", "POT numpy"]):
         row = _row("n=1024", [3.0, 2.5, 0.5][k], 1.0)
-        row["peer"] = peer
+        row["peer"], row["note"] = peer, f"measured share {k}%"
         runs.append([row])
     text = format_spread(runs)
     lines = [line for line in text.splitlines() if line.startswith("n=1024")]
