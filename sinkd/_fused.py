@@ -40,10 +40,10 @@ import numpy as np
 
 def _fused_up_to(cores: int) -> int:
     """Entries per problem up to which the fused loop runs (BLAS above), measured in whole
-    solves (docs/benchmarks.md). On two cores the fused loop won at every size measured, up to
-    2048 x 2048 (BLAS's second thread contends with torch's, still spinning after the kernel's
-    ``exp``); with more cores BLAS's threads should win on large kernels, as they did in a loop
-    timed alone here past about 724 x 724 (not measured on a many-core machine)."""
+    solves (docs/benchmarks.md). On two cores the fused loop (one thread) won at every size
+    measured, 1.3-2.4x at 724-1448, even at 2048 x 2048; with more cores BLAS's threads should
+    win on large kernels, as its two did in a loop timed alone here past about 724 x 724 (not
+    measured on a many-core machine)."""
     return 2**22 if cores <= 2 else 2**19
 
 
