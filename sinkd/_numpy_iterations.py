@@ -69,10 +69,7 @@ def _exp_inplace(x: np.ndarray) -> np.ndarray:
         return np.exp(x, out=x)
     if _fused_exp.exp_applies(x):
         return _fused_exp.exp_inplace(x)
-    if x.size >= _TORCH_EXP_FROM:
-        torch.from_numpy(x).exp_()
-    else:
-        np.exp(x, out=x)
+    torch.from_numpy(x).exp_()  # without numba: vectorised, unlike numpy's float64 exp here
     return x
 
 
@@ -134,17 +131,19 @@ class NumpySteps:
     def finite_or_zero(x: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(x), x, 0.0)
 
-    @classmethod
-    def kernel(cls, C: np.ndarray, reg: float) -> np.ndarray:
+    @staticmethod
+    def kernel(C: np.ndarray, reg: float) -> np.ndarray:
         # -C / reg as the torch path, into one new cache-line-aligned array
-        K = cls.range_and_kernel(C, reg)[2]
-        return K if K is not None else _exp_inplace(
-            np.divide(C, -reg, out=_aligned_empty(C.shape, C.dtype)))
+        K = _aligned_empty(C.shape, C.dtype)
+        if _fused_exp.exp_applies(C):
+            _fused_exp.kernel_and_range(C, reg, K)  # (the range was validation's)
+            return K
+        return _exp_inplace(np.divide(C, -reg, out=K))
 
     @staticmethod
     def range_and_kernel(C: np.ndarray, reg: float) -> tuple[float, float, np.ndarray | None]:
         """C's (min, max) (NaN if C has a NaN) and its kernel ``exp(-C / reg)``, in one compiled
-        pass where :mod:`sinkd._fused` applies (else the kernel is None: computed when needed).
+        pass where :mod:`sinkd._fused_exp` applies (else the kernel is None: the loop makes it).
         """
         if not _fused_exp.exp_applies(C):
             return (*NumpySteps.value_range(C), None)

@@ -145,9 +145,13 @@ def test_large_fused_problem_equals_pot(monkeypatch):
     """1100 x 1000 (2^20 entries: fused on two cores) runs the fused loop; its plan equals POT's
     to 1e-12 (float64, 20 iterations)."""
     monkeypatch.setattr(_fused, "FUSED_UP_TO", 2**22)
+    calls = []
+    fused_blocks = _fused.scaling_blocks
+    monkeypatch.setattr(_fused, "scaling_blocks", lambda *args: calls.append(1) or fused_blocks(
+        *args))
     a, b, C = problem(5, 1100, 1000, "unit")
-    assert _fused.applies(np.empty((1100, 1000)))
     res = _solve(a, b, C, 0.1, n_iters=20, tol=0, method="kernel")
+    assert calls == [1]  # one native call ran the 20 iterations
     assert np.abs(res.plan - pot_plan(a, b, C, 0.1, 20)).max() <= 1e-12
 
 
@@ -268,8 +272,8 @@ def test_extremes_are_numpys_min_and_max_of_both_scalings(dtype):
 
 def test_small_kernels_are_plain_arrays_and_large_ones_cache_line_aligned():
     """Kernels from 64 KiB start on a 64-byte line (the fused loop's vector loads); smaller ones
-    are plain numpy arrays; both are C-contiguous, of the cost's shape and dtype, and equal to
-    numpy's exp(-C / reg) to 2 ulp."""
+    are plain numpy arrays; both are C-contiguous, of the cost's shape and dtype, and within 4
+    ulp of numpy's exp(-C / reg) entry by entry (each within ~1-2.4 ulp of the exact value)."""
     for n, dtype in ((16, np.float32), (90, np.float64), (128, np.float32), (256, np.float64)):
         C = np.random.default_rng(n).random((n, n)).astype(dtype)
         K = NUMPY.kernel(C, 0.3)
@@ -277,4 +281,4 @@ def test_small_kernels_are_plain_arrays_and_large_ones_cache_line_aligned():
         if K.nbytes >= 2**16:
             assert K.ctypes.data % 64 == 0
         expected = np.exp(np.divide(C, -0.3))
-        assert np.abs(K - expected).max() <= 2 * np.spacing(expected).max()
+        assert (np.abs(K - expected) <= 4 * np.spacing(expected)).all()

@@ -141,3 +141,20 @@ def test_kernel_method_underflow_matches_pot(dtype):
     tol = 1e-12 if dtype == np.float64 else 1e-5
     expected = pot_plan(a.astype(np.float64), b.astype(np.float64), C.astype(np.float64), 1.0, 5)
     assert np.abs(res.plan - expected).max() <= tol
+
+
+@pytest.mark.parametrize("n,method", [(12, "kernel"), (60, "kernel"), (60, "log")])
+def test_without_numba_the_numpy_path_still_equals_pot(n, method, monkeypatch):
+    """Where numba is missing (``available()`` False), the kernel comes from numpy's or torch's
+    exp (from 2048 entries), the loop from BLAS and the range from numpy: the plan equals POT's
+    to 1e-12 and bad costs are still refused."""
+    from sinkd import _fused
+
+    monkeypatch.setattr(_fused, "available", lambda: False)
+    a, b, C = problem(n, n, n - 1, "unit")
+    assert NUMPY.range_and_kernel(C, 0.1)[2] is None
+    res = sinkhorn(a, b, C, 0.1, n_iters=25, tol=0, method=method)
+    assert np.abs(res.plan - pot_plan(a, b, C, 0.1, 25)).max() <= 1e-12
+    C[1, 2] = np.nan
+    with pytest.raises(ValueError, match="cost must be finite"):
+        sinkhorn(a, b, C, 0.1)
