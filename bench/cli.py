@@ -1,4 +1,5 @@
-"""Command line of the suite: ``python -m bench [--quick] [--out FILE.json] [--threads N]``.
+"""Command line of the suite: ``python -m bench [--quick] [--out FILE.json] [--threads N]
+[--runs N] [--section S] [--strict]``.
 
 ``python -m sinkd bench`` forwards its options to :func:`main`.
 """
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1,
                         help="run the suite this many times and add the spread of each ratio "
                         "(the table shown is the last run's; default 1)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 if a target failed in any run (default: a report, exit 0)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")
@@ -54,4 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         save_json(results, args.out)
         print(f"\nresults saved to {args.out}")
+    return exit_code(runs, args.strict)
+
+
+def exit_code(runs: list[list[dict]], strict: bool) -> int:
+    """0, or 1 when ``strict`` and a targeted comparison failed in any run (said on stderr)."""
+    failed = sum(r["status"] == "FAIL" for results in runs for r in results)
+    if strict and failed:
+        print(f"--strict: {failed} target(s) failed over {len(runs)} run(s)", file=sys.stderr)
+        return 1
     return 0

@@ -38,7 +38,7 @@ def _bench(args: argparse.Namespace) -> int:
     import bench
 
     forwarded = ["--threads", str(args.threads), "--runs", str(args.runs)] + (
-        ["--quick"] if args.quick else [])
+        ["--quick"] if args.quick else []) + (["--strict"] if args.strict else [])
     for section in args.section or []:
         forwarded += ["--section", section]
     if args.out:
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--section", action="append",
                            choices=["forward", "forward_backward", "batched", "sinkd_share"],
                            help="run only this section (repeatable)")
+    bench_cmd.add_argument("--strict", action="store_true",
+                           help="exit 1 if a target failed in any run (default: exit 0)")
     bench_cmd.set_defaults(run=_bench)
     add_subcommands(sub)
     return parser

@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 
+from bench.cli import exit_code
 from bench.report import format_spread
 
 
@@ -58,3 +59,24 @@ def test_runs_below_one_is_refused():
     out = subprocess.run([sys.executable, "-m", "bench", "--runs", "0"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and "--runs must be >= 1" in out.stderr
+
+
+def test_strict_exits_1_only_when_a_target_failed_in_some_run(capsys):
+    """Without --strict the bench is a report (exit 0); with it, one FAIL in any run gives 1 and
+    says how many; rows without a target never count."""
+    passing = [[_row("n=16", 4.0, 3.0), _row("info", 0.1, None)]]
+    failing = passing + [[_row("n=16", 2.0, 3.0)]]
+    assert exit_code(passing, strict=True) == 0
+    assert exit_code(failing, strict=False) == 0
+    assert exit_code(failing, strict=True) == 1
+    assert "1 target(s) failed over 2 run(s)" in capsys.readouterr().err
+
+
+def test_strict_run_of_a_real_section_matches_its_fail_count():
+    """`python -m sinkd bench --quick --section batched --strict` really runs the section; its
+    exit code is 1 exactly when its table reports a FAIL."""
+    out = subprocess.run([sys.executable, "-m", "sinkd", "bench", "--quick", "--section",
+                          "batched", "--strict"], capture_output=True, text=True, timeout=300)
+    assert "Targets:" in out.stdout
+    failed = " 0 FAIL" not in out.stdout
+    assert out.returncode == (1 if failed else 0), out.stdout[-2000:] + out.stderr[-2000:]
