@@ -42,7 +42,6 @@ def exp_inplace(x: np.ndarray) -> np.ndarray:
     return x
 
 
-
 def compile_loops(jit) -> tuple[dict, dict]:
     """The compiled loops per dtype, ({dtype: kernel_and_range}, {dtype: exp_inplace}), with
     ``jit`` (sinkd._fused's decorator); the helpers they call are compiled first."""
@@ -80,8 +79,10 @@ def _bitcasts():
 # --- exp, vectorised: numba calls libm's scalar exp where SVML is absent (as here) ---
 # x = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite: k ln2_hi is exact), e^r by its Taylor
 # polynomial, 2^k built from its bits in two factors so that a subnormal result rounds once.
-# Measured against exp in float64 arithmetic: <= 2 ulp in float64, <= 1 ulp in float32
-# (numpy's float32 exp: 2.4 ulp); underflow to subnormals and 0, and overflow, as numpy.
+# Measured against exp in extended precision: 1.02 ulp in float64, 0.92 ulp in float32 (numpy's
+# float32 exp: 2.4 ulp); underflow to subnormals and 0, and overflow, as numpy's
+# (tests/test_fused_exp.py). The float64 / float32 twins below differ only in their helpers:
+# numba picks no helper by dtype inside one compiled function without ``overload``.
 
 _SHIFT64, _SHIFT32 = 1.5 * 2.0**52, np.float32(1.5 * 2.0**23)  # x + shift rounds to integer
 _SHIFT64_BITS = int(np.float64(_SHIFT64).view(np.int64))
