@@ -9,12 +9,12 @@ PORT ?= 8501
 
 .PHONY: setup run test browser bench verify clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(OFFLINE_ASSETS)
-	@# numba compiles the solver's fused loop once (~15 s) and caches it beside sinkd/_fused.py
-	$(PY) -c "from sinkd import _fused; print(f'fused Sinkhorn loop compiled in {_fused.warm_up():.1f} s')"
+	@# the library itself, editable: `import sinkd` and its version work from any directory
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -38,7 +38,7 @@ test: setup browser
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m sinkd bench
+	$(PY) -m bench
 
 verify: setup
 	$(PY) -m sinkd verify

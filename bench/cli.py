@@ -1,7 +1,5 @@
 """Command line of the suite: ``python -m bench [--quick] [--out FILE.json] [--threads N]
 [--runs N] [--section S] [--strict]``.
-
-``python -m sinkd bench`` forwards its options to :func:`main`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from sinkd.distill_models import packaged_model_path
+from sinkd.distill.models import packaged_model_path
 
 source, target = packaged_model_path(), Path(sys.argv[1])
 target.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from sinkd.records import load_record
+from sinkd.distill.records import load_record
 
 for path in sorted(Path(sys.argv[1]).glob("*-seed0.json")):
     r = load_record(path)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a plai
 
 import torch  # noqa: E402
 
-from sinkd import plan_figures as figs  # noqa: E402
+from sinkd.lab import plan_figures as figs  # noqa: E402
 from sinkd import plans  # noqa: E402
 
 TARGET_MS = 300.0

@@ -26,9 +26,9 @@ import time
 import torch
 
 from bench.timing import environment
-from sinkd import distill_models
-from sinkd.distill import DistillConfig, get_batch, load_data, make_optimizer, student_step
-from sinkd.distill_teacher import encode_split
+from sinkd.distill import models as distill_models
+from sinkd.distill.train import DistillConfig, get_batch, load_data, make_optimizer, student_step
+from sinkd.distill.teacher import encode_split
 
 TARGET = 1.1  # the issue: a SinKD step costs at most 1.1x a CE-only step
 RECIPES = ("ce", "kd", "sinkd")

@@ -28,7 +28,7 @@ def tiny(tmp_path_factory) -> dict:
     """A tiny random BERT teacher folder and a 96-row two-class CSV (distillation tests)."""
     import pandas as pd
 
-    from sinkd import distill_models as models
+    from sinkd.distill import models
 
     root = tmp_path_factory.mktemp("tiny")
     teacher = root / "teacher"

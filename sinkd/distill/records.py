@@ -1,0 +1,317 @@
+"""Run records of a distillation: one JSON file per run, and a table comparing recipes.
+
+A record holds everything needed to read a run later without rerunning it: the full config,
+the metrics of every finished step, the final results, the teacher's provenance, the device,
+library versions, times, whether it was stopped, and the last batch's logits and transport plan
+(which the transport page opens). Files are written atomically (temporary file, then
+``os.replace``), so a run interrupted at any moment leaves the previous complete record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import sinkd
+from sinkd.losses import pairwise_cost
+from sinkd.sinkhorn import sinkhorn
+
+SCHEMA = 1  # bump when the layout of a record changes
+_DASH = "—"
+
+
+@dataclass
+class RunRecord:
+    """One distillation run, as stored on disk (plain JSON types only)."""
+
+    config: dict[str, Any]  # every DistillConfig field, as given (teacher["path"] resolves it)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one dict per finished step
+    results: dict[str, Any] = field(default_factory=dict)  # final_dev, best_dev, best_step, test
+    data: dict[str, Any] = field(default_factory=dict)  # name, source, labels, split sizes
+    teacher: dict[str, Any] = field(default_factory=dict)  # path, from_cache, accuracies, ...
+    device: str = "cpu"  # the torch device the student trained on
+    versions: dict[str, str] = field(default_factory=dict)  # torch, transformers, sinkd
+    started: str = ""  # ISO 8601 time the run started
+    ended: str | None = None  # ISO 8601 time it ended (None while running)
+    wall_time_s: float = 0.0  # seconds from start to the last write
+    stopped: bool = False  # True when should_stop() ended it before config["steps"]
+    last_batch: dict[str, Any] | None = None  # logits, labels and SinKD plan of the last step
+    resumed_at: list[int] = field(default_factory=list)  # finished steps at each resume
+    checkpoint: str | None = None  # a stopped run's resume state (sinkd.checkpoints), if any
+    schema: int = SCHEMA  # layout version of this record
+
+    @property
+    def recipe(self) -> str:
+        return str(self.config.get("recipe", "?"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types; non-finite floats become None (strict JSON)."""
+        return _finite(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """Build a record from :meth:`to_dict`'s output; ValueError names a missing/bad key."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a run record must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown keys in run record: {unknown}; valid keys: {sorted(known)}")
+        kinds = {"config": dict, "metrics": list, "results": dict, "data": dict, "teacher": dict,
+                 "device": str, "versions": dict, "started": str, "wall_time_s": (int, float),
+                 "stopped": bool, "schema": int, "resumed_at": list}
+        for key, kind in kinds.items():
+            if key == "config" and key not in data:
+                raise ValueError("run record has no 'config'")
+            if key in data and not isinstance(data[key], kind):
+                name = getattr(kind, "__name__", "a number")
+                raise ValueError(f"run record key {key!r} must be {name}, got {data[key]!r:.80}")
+        if data.get("schema", SCHEMA) > SCHEMA:
+            raise ValueError(f"run record schema {data['schema']} is newer than this sinkd's "
+                             f"({SCHEMA})")
+        if not all(isinstance(m, dict) and isinstance(m.get("step"), int)
+                   for m in data.get("metrics", [])):
+            raise ValueError("run record 'metrics' must be a list of dicts with an int 'step'")
+        return cls(**data)
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN and infinities by None, recursively (json's NaN is not standard JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def save_record(record: RunRecord, path: str | os.PathLike) -> Path:
+    """Write ``record`` as JSON to ``path`` atomically (a reader never sees half a file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> p = save_record(RunRecord(config={"recipe": "ce"}), Path(d) / "run.json")
+    >>> load_record(p).recipe
+    'ce'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record.to_dict(), indent=1, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_record(path: str | os.PathLike) -> RunRecord:
+    """Read a record written by :func:`save_record`; ValueError names the file if invalid."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return RunRecord.from_dict(data)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such run record") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a valid run record: {exc}") from None
+
+
+def transport_snapshot(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                       labels: torch.Tensor, *, reg: float, n_iters: int,
+                       temperature: float) -> dict[str, Any]:
+    """A batch's logits, labels and SinKD plan P (N, N) after ``n_iters`` scalings, as lists.
+
+    The transport page opens it as its "latest distillation batch". Computed in float64 with
+    unit masses, like the SinKD term (:func:`sinkd.sinkd_loss`).
+
+    Examples
+    --------
+    >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> snap = transport_snapshot(z, z, torch.tensor([0, 1]), reg=0.1, n_iters=20,
+    ...                           temperature=2.0)
+    >>> [round(sum(col), 6) for col in zip(*snap["plan"])]  # columns are exact after each scaling
+    [1.0, 1.0]
+    """
+    z_s = student_logits.detach().double().cpu()  # (N, C)
+    z_t = teacher_logits.detach().double().cpu()  # (N, C)
+    D = pairwise_cost(torch.softmax(z_s / temperature, -1),
+                      torch.softmax(z_t / temperature, -1))  # (N, N) L1 cost
+    ones = torch.ones(len(D), dtype=D.dtype)  # unit masses
+    plan = sinkhorn(ones, ones, D, reg, n_iters=n_iters, tol=0).plan  # (N, N)
+    return dict(student_logits=z_s.tolist(), teacher_logits=z_t.tolist(), labels=labels.tolist(),
+                plan=plan.tolist(), reg=reg, n_iters=n_iters, temperature=temperature)
+
+
+def versions() -> dict[str, str]:
+    """Versions of torch, transformers and sinkd (from the installed package's metadata)."""
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "sinkd": sinkd.__version__}
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN with fewer than 2 values)."""
+    if not values:
+        return math.nan, math.nan
+    x = np.asarray(values, dtype=float)
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
+
+
+COLUMNS = ("recipe", "steps", "settings", "seeds", "stopped", "test_mean", "test_std",
+           "best_dev_mean", "best_dev_std", "final_dev_mean", "final_dev_std")
+# config fields that never make two runs different experiments: seeds are averaged, the rest
+# are where a run was written or computed
+_NOT_SETTINGS = frozenset({"recipe", "steps", "seed", "out", "device", "cache_dir"})
+
+
+def full_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A record's config with every DistillConfig field: those added after the record was
+    written take their defaults, which reproduce what runs did before the field existed.
+
+    >>> full_config({"recipe": "ce"})["teacher_lr"]
+    5e-05
+    """
+    from sinkd.distill.train import DistillConfig  # lazy: sinkd.distill imports this module
+
+    return {**asdict(DistillConfig()), **config}
+
+
+def _settings(records: list[RunRecord]) -> list[tuple]:
+    """Per record, the (field, value) pairs of its config that some other record differs on."""
+    items = [{k: v for k, v in full_config(r.config).items() if k not in _NOT_SETTINGS}
+             for r in records]
+    keys = sorted({k for item in items for k in item})
+    varying = [k for k in keys if len({repr(item.get(k)) for item in items}) > 1]
+    return [tuple((k, item.get(k)) for k in varying) for item in items]
+
+
+def _teacher_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """One row per distinct teacher: its accuracies on the records' own dev and test sets."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        t = r.teacher
+        if t.get("test_accuracy") is None or t.get("dev_accuracy") is None:
+            continue  # a record stopped before its teacher was ready
+        key = (t.get("cache"), t["dev_accuracy"], t["test_accuracy"])
+        rows.setdefault(key, dict(
+            recipe="teacher", steps=int(t.get("steps") or 0), settings="",
+            seeds=1, stopped=0, test_mean=t["test_accuracy"], test_std=math.nan,
+            best_dev_mean=t["dev_accuracy"], best_dev_std=math.nan,
+            final_dev_mean=t["dev_accuracy"], final_dev_std=math.nan))
+    return list(rows.values())
+
+
+def compare(records: list[RunRecord], teacher: bool = True) -> pd.DataFrame:
+    """One row per experiment (recipe, steps, other settings): mean and std over seeds.
+
+    Runs are averaged together only when their configs agree on every field but ``seed`` (and
+    where they were written or computed: ``out``, ``device``, ``cache_dir``); ``settings``
+    names the fields in which the groups differ (``"lr=0.0002"``), empty when they differ only
+    in recipe and steps. ``test`` is the test accuracy of the best-dev checkpoint, ``best_dev``
+    the best dev accuracy over evaluations (optimistic: it chose the checkpoint), ``final_dev``
+    the dev accuracy at the last step. Stopped runs are not averaged (their budgets differ);
+    they are counted in ``stopped``. std uses ddof=1 and is NaN for a single seed.
+
+    Parameters
+    ----------
+    records : list of RunRecord
+    teacher : bool, default True
+        Also one ``"teacher"`` row per distinct teacher, first: its accuracies on the same dev
+        and test sets (one model, so std is NaN), the reference a student is measured against.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``COLUMNS``, teacher rows first, then rows in the order experiments first
+        appear.
+
+    Examples
+    --------
+    >>> r = [RunRecord(config={"recipe": "kd", "steps": 5, "seed": s},
+    ...                results={"test": t, "best_dev": t, "final_dev": t}) for s, t in
+    ...      enumerate([0.5, 0.7])]
+    >>> compare(r)[["recipe", "seeds", "test_mean"]].to_dict("records")
+    [{'recipe': 'kd', 'seeds': 2, 'test_mean': 0.6}]
+    """
+    if not records:
+        raise ValueError("records must hold at least one run record, got none")
+    for record in records:
+        if not isinstance(record, RunRecord):
+            raise ValueError(f"records must be RunRecord objects, got {type(record).__name__}")
+    groups: dict[tuple, list[RunRecord]] = {}
+    for record, settings in zip(records, _settings(records), strict=True):
+        key = (record.recipe, int(record.config.get("steps", 0)), settings)
+        groups.setdefault(key, []).append(record)
+    rows = _teacher_rows(records) if teacher else []
+    for (recipe, steps, settings), group in groups.items():
+        done = [r for r in group if not r.stopped]
+        row: dict[str, Any] = dict(recipe=recipe, steps=steps, seeds=len(done),
+                                   stopped=len(group) - len(done),
+                                   settings=", ".join(f"{k}={v}" for k, v in settings))
+        for key in ("test", "best_dev", "final_dev"):
+            values = [r.results[key] for r in done if r.results.get(key) is not None]
+            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def format_compare(df: pd.DataFrame, markdown: bool = False) -> str:
+    """The comparison as a text table, accuracies in %, NaN shown as "—".
+
+    The ``settings`` column comes last and is left out when every row's is empty.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        :func:`compare`'s output.
+    markdown : bool, default False
+        A Markdown (GitHub) table rather than fixed-width text.
+
+    Examples
+    --------
+    >>> r = RunRecord(config={"recipe": "ce", "steps": 3}, results={"test": 0.5})
+    >>> print(format_compare(compare([r])))  # doctest: +NORMALIZE_WHITESPACE
+    recipe steps seeds stopped test % ± best dev % ± final dev % ±
+        ce     3     1       0   50.0 —        —  —         —  —
+    """
+    def pct(x: float) -> str:
+        return _DASH if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
+
+    headers = {"test_mean": "test %", "test_std": "±", "best_dev_mean": "best dev %",
+               "best_dev_std": "±", "final_dev_mean": "final dev %", "final_dev_std": "±"}
+    table = df.copy()
+    for col in headers:
+        table[col] = [pct(x) for x in df[col]]
+    columns = [c for c in table.columns if c != "settings"]
+    if "settings" in table and any(table["settings"]):
+        columns.append("settings")
+    table = table[columns]
+    table.columns = [headers.get(c, c) for c in columns]
+    if not markdown:
+        return table.to_string(index=False)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join(lines)

@@ -1,0 +1,406 @@
+r"""Verify our Sinkhorn solver against POT (Python Optimal Transport), live.
+
+Every check compares a number we compute with one POT computes independently and records the
+discrepancy, the tolerance it must meet and the time each side took. The identities used:
+
+- rows-then-columns scaling equals POT's columns-then-rows on the transposed problem, iteration by
+  iteration: ``P_ours(a, b, C, t) == ot.sinkhorn(b, a, C.T, reg, numItermax=t, stopThr=0).T``
+  (POT's ``method="sinkhorn_log"`` where its float64 kernel would underflow);
+- hence the transport costs agree (``ot.sinkhorn2``), and so do gradients of the cost through the
+  unrolled iterations (POT's torch backend differentiates through its loop too; up to T = 20);
+- our kernel and log-domain methods agree within the kernel's range (max|C|/reg below
+  ``KERNEL_LIMIT``); beyond it the kernel underflows and is only reported on;
+- as reg -> 0 the transport cost of the entropic plan tends to exact OT (``ot.emd2``) within the
+  entropic bias bound ``reg * log(n m)`` (probability masses).
+
+Tolerances follow the precision the dtype allows on the problem (:func:`tolerances`): rounding
+the cost to the dtype moves ``exp(-C / reg)`` relatively by ``eps * max|C| / reg``.
+``python -m sinkd verify`` runs :func:`run_suite` and exits non-zero on any failed check.
+The page's problem (:mod:`sinkd.verify_problem`) and the exact-OT limit
+(:mod:`sinkd.verify_limits`) have their own modules; their names are re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import ot
+import torch
+
+from sinkd.sinkhorn import sinkhorn
+
+# Re-exported: the page's problem (sinkd.verify_problem) and the exact-OT limit (verify_limits)
+from sinkd.lab.verify_limits import EMD_REGS as EMD_REGS
+from sinkd.lab.verify_limits import EmdLimit as EmdLimit
+from sinkd.lab.verify_limits import emd_ladder as emd_ladder
+from sinkd.lab.verify_limits import emd_limit as emd_limit
+from sinkd.lab.verify_limits import emd_limit_checks
+from sinkd.lab.verify_problem import PROBLEM_DEFAULTS as PROBLEM_DEFAULTS
+from sinkd.lab.verify_problem import PROBLEM_LIMITS as PROBLEM_LIMITS
+from sinkd.lab.verify_problem import problem_defaults as problem_defaults
+from sinkd.lab.verify_problem import sinkd_problem as sinkd_problem
+
+DTYPES = ("float64", "float32")
+TOLERANCE = {"float64": 1e-12, "float32": 1e-4}  # floor of the relative precision asked for
+EPS = {name: float(np.finfo(name).eps) for name in DTYPES}
+# exp(-C / reg) and its scalings stay representable up to this max|C| / reg (sinkd's "auto"
+# rule): 354 in float64, 43.7 in float32. POT runs in float64.
+KERNEL_LIMIT = {name: 0.5 * -math.log(float(np.finfo(name).tiny)) for name in DTYPES}
+POT_KERNEL_LIMIT = KERNEL_LIMIT["float64"]
+RESUME_AFTER = 1000  # POT iterations that fresh per-t runs may cost before POT is resumed
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison: what, on which problem, how far apart, and the bar it had to clear."""
+
+    name: str
+    problem: str
+    error: float
+    tolerance: float
+    passed: bool
+    ours_ms: float | None = None
+    pot_ms: float | None = None
+
+
+@dataclass
+class ProblemResult:
+    """Everything compared on one problem: the checks and the curves and times behind them."""
+
+    label: str
+    dtype: str
+    reg: float
+    n_iters: int
+    pot_method: str  # POT's solver used as the reference: "sinkhorn" or "sinkhorn_log"
+    tolerances: dict[str, float]
+    iterations: list[int]  # the t compared
+    plan_gaps: list[float]  # max |P_ours(t) - P_POT(t)| for each t of iterations
+    cost_gaps: list[float]  # |<P_ours(t), C> - <P_POT(t), C>|
+    ours_ms: float  # best of a few runs of T iterations, no history recorded
+    pot_ms: float
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # comparisons that could not be made, and why
+
+    def to_dict(self, checks: bool = False) -> dict:
+        """The numbers, JSON-ready (null where not finite); the checks only if asked for."""
+        data = asdict(self)
+        if not checks:
+            del data["checks"]
+        return _finite_or_none(data)
+
+
+@dataclass
+class Report:
+    """A suite's checks, the problems they came from, and the versions that ran them."""
+
+    checks: list[Check] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    problems: list[ProblemResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def rows(self) -> list[dict]:
+        """One dict per check, for a table."""
+        return [asdict(c) for c in self.checks]
+
+    def to_json(self) -> str:
+        """Strict JSON: non-finite numbers are written as null."""
+        data = {"passed": self.passed, "summary": summary_line(self.checks), "meta": self.meta,
+                "checks": self.rows(),
+                "problems": [p.to_dict() for p in self.problems]}
+        return json.dumps(_finite_or_none(data), indent=1, allow_nan=False)
+
+
+def _finite_or_none(x):
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite_or_none(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def summary_line(checks: list[Check]) -> str:
+    """One line on a list of checks, derived from their outcomes.
+
+    Examples
+    --------
+    >>> summary_line([_check("x", "p", 0.0, 1.0), _check("y", "p", 2.0, 1.0)])
+    '1 of 2 checks disagree beyond tolerance'
+    """
+    failed = sum(not c.passed for c in checks)
+    if not checks:
+        return "no checks were run"
+    if failed == 0:
+        return f"{len(checks)} checks, all agree within tolerance"
+    return f"{failed} of {len(checks)} checks disagree beyond tolerance"
+
+
+def _best_ms(fn: Callable, repeats: int) -> float:
+    """Best of ``repeats`` runs, or fewer once 0.2 s have been spent (slow runs vary little)."""
+    best, spent = math.inf, 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        best, spent = min(best, 1e3 * elapsed), spent + elapsed
+        if spent > 0.2:
+            break
+    return best
+
+
+def _check(name, problem, error, tolerance, ours_ms=None, pot_ms=None) -> Check:
+    error = float(error)
+    passed = bool(math.isfinite(error) and error <= tolerance)
+    return Check(name, problem, error, float(tolerance), passed, ours_ms, pot_ms)
+
+
+def _iterations_to_compare(n_iters: int) -> list[int]:
+    if n_iters <= 20:
+        return list(range(1, n_iters + 1))
+    marks = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    return [t for t in marks if t < n_iters] + [n_iters]
+
+
+def tolerances(a: np.ndarray, b: np.ndarray, cost: np.ndarray, reg: float,
+               dtype: str) -> dict[str, float]:
+    r"""The bars the comparisons with POT must clear on one problem.
+
+    .. math::
+        \kappa = \max|C| / \mathrm{reg}, \qquad
+        \rho = \max(\rho_0, 4\,\varepsilon\,\kappa)
+
+    :math:`\rho` is the relative precision asked for: rounding ``C`` to the dtype changes
+    ``exp(-C / reg)`` relatively by :math:`\varepsilon \kappa` (float32 has
+    :math:`\varepsilon = 1.2 \times 10^{-7}`, float64 :math:`2.2 \times 10^{-16}`);
+    :math:`\rho_0` is ``TOLERANCE[dtype]``. Then plan: :math:`\rho \max(\max a, \max b)` (the
+    largest entry a plan can have); cost: :math:`\rho \sum a \max(1, \max|C|)`; gradient:
+    :math:`\rho \max(1, \kappa)` times the largest entry of POT's gradient (its condition number
+    grows like :math:`\kappa^2`).
+
+    Parameters
+    ----------
+    a, b, cost : arrays, shapes (n,), (m,), (n, m)
+    reg : float
+    dtype : {"float64", "float32"}
+
+    Returns
+    -------
+    dict
+        ``kappa``, ``relative``, ``plan``, ``cost``, ``gradient_relative``.
+
+    Examples
+    --------
+    >>> tolerances([1.0, 1.0], [1.0, 1.0], [[0.0, 1.0], [1.0, 0.0]], 0.1, "float64")["plan"]
+    1e-12
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if not reg > 0:
+        raise ValueError(f"reg must be a number > 0, got {reg!r}")
+    a, b, cost = (np.asarray(x, dtype=np.float64) for x in (a, b, cost))
+    kappa = float(np.abs(cost).max()) / reg
+    rel = max(TOLERANCE[dtype], 4 * EPS[dtype] * kappa)
+    return dict(kappa=kappa, relative=rel, plan=rel * float(max(a.max(), b.max())),
+                cost=rel * float(a.sum()) * max(1.0, float(np.abs(cost).max())),
+                gradient_relative=rel * max(1.0, kappa))
+
+
+def compare_problem(a: np.ndarray, b: np.ndarray, cost: np.ndarray, reg: float, n_iters: int,
+                    dtype: str = "float64", label: str = "", every_iteration: bool = False,
+                    repeats: int = 3) -> ProblemResult:
+    """All POT comparisons on one problem: plans per iteration, cost, kernel vs log, gradient.
+
+    Parameters
+    ----------
+    a, b : arrays, shapes (n,), (m,)
+        Row and column masses of equal total (not necessarily 1).
+    cost : array, shape (n, m)
+    reg, n_iters : float, int
+        Entropic weight lambda > 0 and iterations T >= 1, all run (``tol=0`` on both sides).
+    dtype : {"float64", "float32"}
+        Our solver's dtype; POT always runs in float64 (the reference).
+    label : str
+        Names the problem in the checks; a description of it by default.
+    every_iteration : bool
+        Compare the plans after every t <= T (else after t = 1, 2, 5, 10, ... and T).
+    repeats : int
+        Timings are the best of up to this many runs (fewer once 0.2 s is spent).
+
+    Returns
+    -------
+    ProblemResult
+
+    Examples
+    --------
+    >>> res = compare_problem([1.0, 1.0], [1.0, 1.0], [[0.0, 1.0], [1.0, 0.0]], 1.0, 3)
+    >>> [c.passed for c in res.checks], res.iterations
+    ([True, True, True, True], [1, 2, 3])
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    tdt = getattr(torch, dtype)
+    at, bt, C = (torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=tdt) for x in (a, b, cost))
+    ours = sinkhorn(at, bt, C, reg, n_iters=n_iters, tol=0, return_log=True)  # validates all
+    a, b, cost = (np.asarray(x, dtype=np.float64) for x in (a, b, cost))
+    tol = tolerances(a, b, cost, reg, dtype)
+    n, m = cost.shape
+    method = "sinkhorn" if tol["kappa"] <= POT_KERNEL_LIMIT else "sinkhorn_log"
+    problem = label or (f"n={n} m={m} reg={reg:g} T={n_iters} {dtype} mass={a.sum():g}"
+                        + ("" if method == "sinkhorn" else " POT=sinkhorn_log"))
+    pot = dict(reg=reg, method=method, stopThr=0, warn=False)
+    steps = list(range(1, n_iters + 1)) if every_iteration else _iterations_to_compare(n_iters)
+    plan_gaps, cost_gaps = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # POT warns about its own numerics at small reg
+        refs = _pot_plans(a, b, cost, steps, pot)
+        for t, ref in zip(steps, refs, strict=True):
+            mine = ours.plan if t == n_iters else ours.plan_at(t)
+            plan_gaps.append(float(np.abs(mine.double().numpy() - ref).max()))
+            cost_gaps.append(abs(float((mine * C).sum()) - float(np.sum(ref * cost))))
+        pot_cost = float(ot.sinkhorn2(b, a, cost.T, numItermax=n_iters, **pot))
+        cost_gaps[-1] = abs(float(ours.cost) - pot_cost)  # the solver's own cost at T
+        ours_ms = _best_ms(lambda: sinkhorn(at, bt, C, reg, n_iters=n_iters, tol=0), repeats)
+        pot_ms = _best_ms(lambda: ot.sinkhorn(b, a, cost.T, numItermax=n_iters, **pot), repeats)
+    result = ProblemResult(problem, dtype, float(reg), n_iters, method, tol, steps, plan_gaps,
+                           cost_gaps, ours_ms, pot_ms)
+    result.checks += [
+        _check("plan after every iteration vs ot.sinkhorn (transposed)", problem,
+               np.max(plan_gaps), tol["plan"], ours_ms, pot_ms),
+        _check("transport cost vs ot.sinkhorn2", problem, cost_gaps[-1], tol["cost"]),
+    ]
+    # "auto" ran one of the two methods already: run only the other
+    kernel, log = (sinkhorn(at, bt, C, reg, n_iters=n_iters, tol=0, method=name)
+                   if name != ours.method else ours for name in ("kernel", "log"))
+    gap = float((kernel.plan.double() - log.plan.double()).abs().max())
+    if tol["kappa"] <= KERNEL_LIMIT[dtype]:
+        result.checks.append(_check("kernel method vs log method", problem, gap, tol["plan"]))
+    else:  # outside its range the kernel has no claim to agree: say what it did instead
+        outcome = (f"is off by {gap:.1e} from the log method's" if math.isfinite(gap)
+                   else "has NaN or Inf")
+        result.notes.append(
+            f"max C/λ = {tol['kappa']:.0f} is beyond the {dtype} kernel's range "
+            f"({KERNEL_LIMIT[dtype]:.1f}): exp(-C/λ) underflows and the kernel method's plan "
+            f"{outcome}, so it is not compared. method='auto' runs the log domain here, "
+            "which the other checks verify.")
+    if sum(steps) > RESUME_AFTER:
+        result.notes.append(
+            f"POT's plans for t < {n_iters} come from resuming POT from its own state (warmstart),"
+            f" one run of {n_iters} iterations in all; the plan at t = {n_iters} is a fresh "
+            f"ot.sinkhorn(numItermax={n_iters}).")
+    if method == "sinkhorn_log":
+        result.notes.append(
+            f"POT's float64 kernel would underflow (max C/λ = {tol['kappa']:.0f} > "
+            f"{POT_KERNEL_LIMIT:.0f}): the reference is ot.sinkhorn(method='sinkhorn_log').")
+    result.checks.append(_gradient_check(a, b, cost, reg, min(n_iters, 20), dtype, problem,
+                                         tol["gradient_relative"], method))
+    return result
+
+
+def _pot_plans(a, b, cost, steps: list[int], pot: dict) -> list[np.ndarray]:
+    """POT's plan after each t of ``steps`` (transposed problem, transposed back).
+
+    Fresh runs ``numItermax=t`` when they cost at most RESUME_AFTER iterations in all; else, for
+    t < T, POT is resumed from its own state (``warmstart``), t - t_prev iterations at a time, so
+    every t <= 200 costs T iterations, not T^2 / 2 (exact for sinkhorn_log; the kernel's u, v
+    pass through log and exp, 1 ulp). The last t is always a fresh run.
+    """
+    if sum(steps) <= RESUME_AFTER:
+        return [ot.sinkhorn(b, a, cost.T, numItermax=t, **pot).T for t in steps]
+    plans, state, done = [], None, 0
+    for t in steps[:-1]:
+        plan, log = ot.sinkhorn(b, a, cost.T, numItermax=t - done, warmstart=state, log=True,
+                                **pot)
+        state = ((log["log_u"], log["log_v"]) if pot["method"] == "sinkhorn_log"
+                 else (np.log(log["u"]), np.log(log["v"])))
+        plans.append(plan.T)
+        done = t
+    return plans + [ot.sinkhorn(b, a, cost.T, numItermax=steps[-1], **pot).T]
+
+
+def check_problem(a: np.ndarray, b: np.ndarray, cost: np.ndarray, reg: float, n_iters: int,
+                  dtype: str = "float64", label: str = "") -> list[Check]:
+    """The checks of :func:`compare_problem` alone."""
+    return compare_problem(a, b, cost, reg, n_iters, dtype, label).checks
+
+
+def _gradient_check(a, b, cost, reg, n_iters, dtype, problem, rel, method) -> Check:
+    """d<P, C>/dC through the unrolled iterations, ours against POT's torch backend."""
+    tdt = getattr(torch, dtype)
+    C = torch.tensor(cost, dtype=tdt, requires_grad=True)
+    res = sinkhorn(torch.tensor(a, dtype=tdt), torch.tensor(b, dtype=tdt), C, reg,
+                   n_iters=n_iters, tol=0)
+    (ours,) = torch.autograd.grad(res.cost, C)
+    CT = torch.tensor(cost.T.copy(), dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = ot.sinkhorn2(torch.tensor(b), torch.tensor(a), CT, reg, method=method,
+                             numItermax=n_iters, stopThr=0, warn=False)
+    (theirs,) = torch.autograd.grad(value, CT)
+    error = float((ours.double() - theirs.T).abs().max())  # NaN fails the check
+    return _check(f"gradient of the cost (T={n_iters}, unrolled) vs POT torch", problem, error,
+                  rel * float(theirs.abs().max()))
+
+
+def random_problems(quick: bool, seed: int):
+    """The random suite: sizes, reg, T, unit and probability masses, float64 and float32."""
+    rng = np.random.default_rng(seed)
+    sizes = [(5, 7), (16, 16)] if quick else [(5, 7), (16, 16), (32, 24), (64, 64)]
+    regs = [0.001, 0.01, 0.1, 1.0, 10.0]
+    iters = [1, 5, 20] if quick else [1, 2, 5, 20, 200]
+    for (n, m) in sizes:
+        for reg in regs:
+            for masses in ("unit", "probability"):
+                cost = rng.random((n, m)) * 2.0  # SinKD's L1 costs live in [0, 2]
+                if masses == "unit":
+                    a, b = np.ones(n), np.full(m, n / m)
+                else:
+                    a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
+                T = int(rng.choice(iters))
+                for dtype in DTYPES:
+                    yield a, b, cost, reg, T, dtype
+
+
+def run_suite(quick: bool = False, seed: int = 0,
+              on_check: Callable[[int, int], None] | None = None) -> Report:
+    """Run every comparison; ``on_check(done, total)`` reports progress."""
+    problems = list(random_problems(quick, seed))
+    report = Report(meta=dict(
+        seed=seed, quick=quick, torch=torch.__version__, pot=ot.__version__,
+        numpy=np.__version__, python=platform.python_version(), tolerance_floors=TOLERANCE,
+        tolerance_rule="relative precision max(floor, 4 eps max|C|/reg); see sinkd.verify",
+    ))
+    total = len(problems) + 1
+    sinkhorn(np.ones(2), np.ones(2), np.eye(2), 1.0)  # warm-up: first-call costs are not timed
+    for done, (a, b, cost, reg, T, dtype) in enumerate(problems, 1):
+        result = compare_problem(a, b, cost, reg, T, dtype)
+        report.problems.append(result)
+        report.checks.extend(result.checks)
+        if on_check:
+            on_check(done, total)
+    report.checks.extend(emd_limit_checks(seed=seed))
+    if on_check:
+        on_check(total, total)
+    return report
+
+
+def format_report(report: Report) -> str:
+    """A plain-text table, one line per check, failures marked."""
+    lines = [f"{'':4} {'error':>9} {'tol':>8} {'ours ms':>8} {'POT ms':>8}  check | problem"]
+    for c in report.checks:
+        ms = [f"{x:8.2f}" if x is not None else f"{'':8}" for x in (c.ours_ms, c.pot_ms)]
+        lines.append(f"{'ok' if c.passed else 'FAIL':4} {c.error:9.1e} {c.tolerance:8.0e} "
+                     f"{ms[0]} {ms[1]}  {c.name} | {c.problem}")
+    failed = sum(not c.passed for c in report.checks)
+    lines.append(f"{len(report.checks) - failed} checks agree with POT, {failed} disagree")
+    return "\n".join(lines)

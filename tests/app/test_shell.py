@@ -1,0 +1,247 @@
+"""AppTest: the classroom conventions of views/_shell.py, each through a small script."""
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.memory_media_file_storage import _calculate_file_id
+from streamlit.testing.v1 import AppTest
+
+ROOT = str(Path(__file__).resolve().parents[2])
+DEFAULTS = {"n": 5, "reg": 0.1, "method": "log", "show": True}
+LIMITS = {"n": (2, 64), "reg": (0.01, 1.0), "method": ("log", "kernel")}
+PRESETS = {"Small": ({"n": 4, "reg": 0.5}, "Few points, a blurred plan."),
+           "Large": ({"n": 40, "reg": 0.05}, "Many points, a sharp plan.")}
+
+
+def lab_page(root, defaults, limits, presets):
+    """A page written the way the shell asks: View, presets, keyed widgets, reset, sync_url."""
+    import sys
+
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import streamlit as st
+
+    from views._shell import Preset, View
+
+    view = View("lab", defaults, limits)
+    if presets:
+        view.presets({name: Preset(values, notice) for name, (values, notice) in presets.items()})
+    st.slider("N", 2, 64, key=view.key("n"))
+    st.slider("Regularisation", 0.01, 1.0, key=view.key("reg"))
+    st.selectbox("Method", ["log", "kernel"], key=view.key("method"))
+    st.checkbox("Show the plan", key=view.key("show"))
+    view.reset_button()
+    view.sync_url()
+
+
+def lab(query=None, presets=None) -> AppTest:
+    """Run lab_page once, with the given URL query."""
+    at = AppTest.from_function(lab_page, args=(ROOT, DEFAULTS, LIMITS, presets),
+                               default_timeout=30)
+    at.query_params.update(query or {})
+    return at.run()
+
+
+def values(at: AppTest) -> dict:
+    return {name: at.session_state[f"lab_{name}"] for name in DEFAULTS}
+
+
+def test_defaults_land_in_session_state():
+    """Without a link, every value starts at its default, and the widgets show it."""
+    at = lab()
+    assert not at.exception and not at.warning
+    assert values(at) == DEFAULTS
+    assert at.slider(key="lab_n").value == 5 and at.selectbox(key="lab_method").value == "log"
+    assert at.checkbox(key="lab_show").value is True
+
+
+@pytest.mark.parametrize("name, raw, expected", [
+    ("n", "7", 7), ("n", "7.0", 7), ("n", "1000", 64), ("n", "-3", 2),
+    ("reg", "0.5", 0.5), ("reg", "5", 1.0), ("reg", "0", 0.01),
+    ("method", "kernel", "kernel"), ("show", "false", False), ("show", "True", True),
+])
+def test_url_value_is_coerced_and_clamped(name, raw, expected):
+    """A link's value takes the default's type and is clamped into the value's limits."""
+    at = lab({name: raw})
+    assert not at.exception and not at.warning
+    got = at.session_state[f"lab_{name}"]
+    assert got == expected and type(got) is type(DEFAULTS[name])
+    assert {k: v for k, v in values(at).items() if k != name} == {
+        k: v for k, v in DEFAULTS.items() if k != name}
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("n", "abc"), ("n", "nan"), ("n", "inf"), ("reg", "nan"), ("reg", "-inf"), ("reg", "x"),
+    ("method", "sinkhorn"), ("show", "yes"),
+])
+def test_invalid_url_value_falls_back_with_warning(name, raw):
+    """A link's invalid value is replaced by the default, with a warning naming it, no traceback."""
+    other, other_raw, other_value = ("reg", "0.5", 0.5) if name == "n" else ("n", "9", 9)
+    at = lab({name: raw, other: other_raw})
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[f"lab_{name}"] == DEFAULTS[name]
+    assert len(at.warning) == 1 and name in at.warning[0].value
+    assert at.session_state[f"lab_{other}"] == other_value  # the link's valid values are kept
+
+
+def test_preset_sets_values_and_shows_what_to_notice():
+    """Choosing a preset sets its values in the widgets and shows its "What to notice"."""
+    at = lab(presets=PRESETS)
+    assert "What to notice" in at.info[0].value and PRESETS["Small"][1] in at.info[0].value
+    at.selectbox(key="lab_preset").set_value("Large").run()
+    assert not at.exception
+    assert values(at) == {**DEFAULTS, "n": 40, "reg": 0.05}
+    assert at.slider(key="lab_n").value == 40 and at.slider(key="lab_reg").value == 0.05
+    assert len(at.info) == 1 and PRESETS["Large"][1] in at.info[0].value
+    assert at.query_params["preset"] == "Large" and at.query_params["n"] == "40"
+
+
+def test_preset_from_link_and_unknown_preset():
+    """A link names the preset shown; an unknown preset name falls back to the first one."""
+    at = lab({"preset": "Large"}, presets=PRESETS)
+    assert at.selectbox(key="lab_preset").value == "Large"
+    assert PRESETS["Large"][1] in at.info[0].value
+    at = lab({"preset": "Huge"}, presets=PRESETS)
+    assert not at.exception and at.selectbox(key="lab_preset").value == "Small"
+
+
+def test_reset_button_restores_defaults():
+    """After moving widgets, "Reset to defaults" puts every value back to its default."""
+    at = lab()
+    at.slider(key="lab_n").set_value(30)
+    at.selectbox(key="lab_method").set_value("kernel")
+    at.checkbox(key="lab_show").uncheck().run()
+    assert values(at) == {**DEFAULTS, "n": 30, "method": "kernel", "show": False}
+    at.button(key="lab_reset").click().run()
+    assert not at.exception
+    assert values(at) == DEFAULTS
+    assert at.slider(key="lab_n").value == 5 and at.selectbox(key="lab_method").value == "log"
+    assert at.checkbox(key="lab_show").value is True
+
+
+def test_sync_url_writes_values_and_a_copied_link_restores_them():
+    """sync_url puts every value in the URL; opening that URL gives back the same values."""
+    at = lab()
+    at.slider(key="lab_n").set_value(9)
+    at.slider(key="lab_reg").set_value(0.25).run()
+    assert dict(at.query_params) == {"n": "9", "reg": "0.25", "method": "log", "show": "True"}
+    copied = lab(dict(at.query_params))
+    assert values(copied) == {**DEFAULTS, "n": 9, "reg": 0.25}
+    assert not copied.warning
+
+
+def guarded_page(root):
+    """A page whose library call rejects its input, wrapped in guard()."""
+    import sys
+
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import streamlit as st
+    import torch
+
+    from sinkd import sinkhorn
+    from views._shell import View, guard
+
+    view = View("bad", {"reg": -1.0})
+    with guard():
+        sinkhorn(None, None, torch.rand(3, 3), reg=view["reg"])
+    st.write("figure drawn")
+
+
+def test_guard_turns_value_error_into_st_error():
+    """A library ValueError becomes st.error with its message; no traceback, state kept."""
+    at = AppTest.from_function(guarded_page, args=(ROOT,), default_timeout=30).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "reg must be a finite number > 0" in at.error[0].value
+    assert not at.markdown, "the run must stop at the error"
+    assert at.session_state["bad_reg"] == -1.0
+
+
+def shell_widgets_page(root):
+    """The shared sidebar, a lesson, a figure and the numbers' downloads."""
+    import sys
+
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from views._shell import download_numbers, lesson, show_figure, sidebar_controls
+
+    sidebar_controls()
+    lesson("Entropy blurs the plan.", "Lower the regularisation.")
+    show_figure(go.Figure(go.Scatter(y=[1.0, 0.5, 0.25])), "errors")
+    download_numbers(pd.DataFrame({"iteration": [1, 2], "error": [0.5, 0.25]}), "errors", "csv")
+    download_numbers({"loss": 0.5, "n": 3}, "loss", "json")
+
+
+def _media_id(text: str, mimetype: str, filename: str) -> str:
+    """The id under which Streamlit serves these exact bytes (the file name in a button's url)."""
+    return _calculate_file_id(text.encode(), mimetype, filename)
+
+
+def test_download_numbers_serves_csv_and_json():
+    """download_numbers gives a CSV button for a table and a JSON button for a mapping."""
+    at = AppTest.from_function(shell_widgets_page, args=(ROOT,), default_timeout=30).run()
+    assert not at.exception
+    csv_button, json_button = at.get("download_button")
+    assert csv_button.label == "Download errors.csv" and json_button.label == "Download loss.json"
+    csv = "iteration,error\n1,0.5\n2,0.25\n"
+    assert csv_button.proto.url.endswith(f"/{_media_id(csv, 'text/csv', 'errors.csv')}.csv")
+    loaded = '{\n "loss": 0.5,\n "n": 3\n}'
+    assert json.loads(loaded) == {"loss": 0.5, "n": 3}
+    assert json_button.proto.url.endswith(
+        f"/{_media_id(loaded, 'application/json', 'loss.json')}.json")
+
+
+def test_sidebar_format_reaches_figure_toolbar_and_lesson_shows():
+    """The sidebar's download format is the plot toolbar's image format; lesson shows both texts."""
+    at = AppTest.from_function(shell_widgets_page, args=(ROOT,), default_timeout=30).run()
+    assert at.sidebar.radio[0].value == "png"
+    config = json.loads(at.get("plotly_chart")[0].proto.config)
+    assert config["toImageButtonOptions"]["format"] == "png"
+    assert config["toImageButtonOptions"]["filename"] == "errors"
+    at.sidebar.radio[0].set_value("svg").run()
+    config = json.loads(at.get("plotly_chart")[0].proto.config)
+    assert config["toImageButtonOptions"]["format"] == "svg" and not at.exception
+    assert [e.label for e in at.expander] == ["Why", "What to try"]
+    texts = [m.value for m in at.markdown]
+    assert "Entropy blurs the plan." in texts and "Lower the regularisation." in texts
+
+
+def test_page_values_survive_visiting_another_page(tmp_path):
+    """A page's values are kept in the session while the user visits another page and returns."""
+    (tmp_path / "entry.py").write_text(
+        f"import sys\nsys.path.insert(0, {ROOT!r})\nimport streamlit as st\n"
+        "st.navigation([st.Page('lab.py', default=True), st.Page('other.py')]).run()\n")
+    (tmp_path / "lab.py").write_text(
+        "import streamlit as st\nfrom views._shell import View\n"
+        "view = View('lab', {'n': 5}, {'n': (2, 64)})\n"
+        "st.slider('N', 2, 64, key=view.key('n'))\nview.sync_url()\n")
+    (tmp_path / "other.py").write_text("import streamlit as st\nst.title('Other')\n")
+    at = AppTest.from_file(str(tmp_path / "entry.py"), default_timeout=30).run()
+    at.slider(key="lab_n").set_value(9).run()
+    assert at.slider(key="lab_n").value == 9
+    at.switch_page("other.py").run()
+    at.query_params.clear()  # the menu link to a page carries no query string
+    at.switch_page("lab.py").run()
+    assert not at.exception
+    assert at.slider(key="lab_n").value == 9
+
+
+def test_fresh_view_and_reset_show_the_first_preset_and_its_note():
+    """A fresh visit applies the first preset; after edits, reset returns to it and its note."""
+    at = lab(presets=PRESETS)
+    assert values(at) == {**DEFAULTS, "n": 4, "reg": 0.5}
+    at.slider(key="lab_n").set_value(30).run()
+    assert not at.info and "differ from the preset" in at.caption[0].value  # note withdrawn
+    at.button(key="lab_reset").click().run()
+    assert values(at) == {**DEFAULTS, "n": 4, "reg": 0.5}
+    assert PRESETS["Small"][1] in at.info[0].value
+
+
+def test_link_values_take_precedence_over_the_preset():
+    """A link with explicit values keeps them rather than the preset's."""
+    at = lab({"preset": "Large", "n": "9"}, presets=PRESETS)
+    assert at.session_state["lab_n"] == 9 and at.session_state["lab_reg"] == DEFAULTS["reg"]
