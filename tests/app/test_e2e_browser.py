@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DEFAULT_PAGE, ROOT, app_pages
+from conftest import DEFAULT_PAGE, ROOT, app_pages  # tests/app/conftest.py
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
