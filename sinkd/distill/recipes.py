@@ -1,16 +1,20 @@
 """The distillation recipes: one loss each, keyed by ``DistillConfig.recipe``.
 
-Each :class:`Recipe` maps ``(z_s, z_t, labels, config, progress)`` to
+Each :class:`Recipe` maps ``(z_s, z_t, labels, *, config, progress)`` to
 :class:`sinkd.objective.ObjectiveTerms`; :func:`progress_at` and :func:`kd_temperature_at` give
 the training progress and the (optionally annealed) KD temperature it is evaluated at. The
 teacher's logits are always detached: no gradient reaches the teacher.
+
+A recipe reads only the loss settings of :class:`LossSettings`, which
+:class:`sinkd.distill.config.DistillConfig` has; typing against them (rather than importing the
+config) lets the config check ``recipe`` against :data:`RECIPES` without an import cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,26 +24,34 @@ from sinkd.divergences import divergence
 from sinkd.losses import SinKDLoss
 from sinkd.objective import ObjectiveTerms, distillation_objective
 
-if TYPE_CHECKING:  # type hints only: sinkd.distill imports this module
-    from sinkd.distill.train import DistillConfig
+
+class LossSettings(Protocol):
+    """The settings a recipe reads (see :class:`sinkd.distill.config.DistillConfig`)."""
+
+    alpha: float  # KD weight against CE
+    beta: float  # weight of the Sinkhorn term
+    kd_temperature: float  # KD softmax temperature T
+    anneal_temperature: bool  # T linear from kd_temperature to 1 over the run
+    reg: float  # Sinkhorn entropic weight
+    n_iters: int  # Sinkhorn iterations, all unrolled
+    sinkhorn_temperature: float  # softmax temperature of the Sinkhorn term
 
 
-def progress_at(step: int, config: DistillConfig) -> float:
-    """Fraction of training done at 0-based ``step``: 0 at the first step, 1 at the last.
+def progress_at(step: int, steps: int) -> float:
+    """Fraction of training done at 0-based ``step`` of ``steps``: 0 at the first, 1 at the last.
 
-    >>> from sinkd.distill.train import DistillConfig
-    >>> [progress_at(s, DistillConfig(steps=3)) for s in range(3)]
+    >>> [progress_at(s, 3) for s in range(3)]
     [0.0, 0.5, 1.0]
     """
-    return step / (config.steps - 1) if config.steps > 1 else 1.0
+    return step / (steps - 1) if steps > 1 else 1.0
 
 
-def kd_temperature_at(config: DistillConfig, progress: float) -> float:
+def kd_temperature_at(config: LossSettings, progress: float) -> float:
     """KD temperature at ``progress``: linear from kd_temperature to 1 when annealing.
 
     At step s of S this is ``sinkd.annealed_temperature(kd_temperature, s, S)`` (steps as epochs).
 
-    >>> from sinkd.distill.train import DistillConfig
+    >>> from sinkd.distill.config import DistillConfig
     >>> kd_temperature_at(DistillConfig(kd_temperature=3.0, anneal_temperature=True), 0.5)
     2.0
     """
@@ -48,18 +60,20 @@ def kd_temperature_at(config: DistillConfig, progress: float) -> float:
     return config.kd_temperature + (1.0 - config.kd_temperature) * progress
 
 
-def _sinkhorn_term(config: DistillConfig) -> SinKDLoss:
+def _sinkhorn_term(config: LossSettings) -> SinKDLoss:
     return SinKDLoss(reg=config.reg, n_iters=config.n_iters,
                      temperature=config.sinkhorn_temperature)
 
 
-def _ce_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
+def _ce_loss(z_s: Tensor, z_t: Tensor, labels: Tensor, *, config: LossSettings,
+             progress: float) -> ObjectiveTerms:
     ce = F.cross_entropy(z_s, labels)
     return ObjectiveTerms(total=ce, ce=ce, kd=torch.zeros_like(ce), sinkhorn=torch.zeros_like(ce))
 
 
 def _divergence_loss(name: str) -> Callable[..., ObjectiveTerms]:
-    def loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
+    def loss(z_s: Tensor, z_t: Tensor, labels: Tensor, *, config: LossSettings,
+             progress: float) -> ObjectiveTerms:
         ce = F.cross_entropy(z_s, labels)
         kd = divergence(name, z_s, z_t.detach(), temperature=kd_temperature_at(config, progress))
         return ObjectiveTerms(total=(1 - config.alpha) * ce + config.alpha * kd, ce=ce, kd=kd,
@@ -67,13 +81,15 @@ def _divergence_loss(name: str) -> Callable[..., ObjectiveTerms]:
     return loss
 
 
-def _sinkd_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
+def _sinkd_loss(z_s: Tensor, z_t: Tensor, labels: Tensor, *, config: LossSettings,
+                progress: float) -> ObjectiveTerms:
     return distillation_objective(z_s, z_t.detach(), labels, alpha=config.alpha, beta=config.beta,
                                   kd_temperature=kd_temperature_at(config, progress),
                                   kd="soft_ce", sinkhorn_term=_sinkhorn_term(config))
 
 
-def _sinkhorn_only_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
+def _sinkhorn_only_loss(z_s: Tensor, z_t: Tensor, labels: Tensor, *, config: LossSettings,
+                        progress: float) -> ObjectiveTerms:
     ce = F.cross_entropy(z_s, labels)
     term = _sinkhorn_term(config)(z_s, z_t.detach())
     return ObjectiveTerms(total=(1 - config.alpha) * ce + config.beta * term, ce=ce,
@@ -82,10 +98,14 @@ def _sinkhorn_only_loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A distillation loss: ``loss(z_s, z_t, labels, config, progress) -> ObjectiveTerms``."""
+    """A distillation loss: ``loss(z_s, z_t, labels, *, config, progress) -> ObjectiveTerms``.
+
+    ``z_s`` and ``z_t`` are the student's and the teacher's logits (B, C), ``labels`` (B,);
+    ``progress`` is :func:`progress_at` of the step (it anneals the KD temperature).
+    """
 
     description: str
-    loss: Callable[[Tensor, Tensor, Tensor, DistillConfig, float], ObjectiveTerms]
+    loss: Callable[..., ObjectiveTerms]
     parts: tuple[str, ...]  # the terms it weights (the others are 0, not computed, not logged)
 
 

@@ -9,6 +9,7 @@ library versions, times, whether it was stopped, and the last batch's logits and
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import pandas as pd
 import torch
 
 import sinkd
+from sinkd.distill.config import DistillConfig
 from sinkd.losses import pairwise_cost
 from sinkd.sinkhorn import sinkhorn
 
@@ -47,11 +49,12 @@ class RunRecord:
     stopped: bool = False  # True when should_stop() ended it before config["steps"]
     last_batch: dict[str, Any] | None = None  # logits, labels and SinKD plan of the last step
     resumed_at: list[int] = field(default_factory=list)  # finished steps at each resume
-    checkpoint: str | None = None  # a stopped run's resume state (sinkd.checkpoints), if any
+    checkpoint: str | None = None  # a stopped run's resume state (checkpoints.py), if any
     schema: int = SCHEMA  # layout version of this record
 
     @property
     def recipe(self) -> str:
+        """The run's recipe ("?" when its config does not say)."""
         return str(self.config.get("recipe", "?"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,10 +163,9 @@ def transport_snapshot(student_logits: torch.Tensor, teacher_logits: torch.Tenso
 
 
 def versions() -> dict[str, str]:
-    """Versions of torch, transformers and sinkd (from the installed package's metadata)."""
-    import transformers
-
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
+    """Versions of torch, transformers and sinkd (the last two from package metadata, so
+    transformers is not imported for it)."""
+    return {"torch": torch.__version__, "transformers": importlib.metadata.version("transformers"),
             "sinkd": sinkd.__version__}
 
 
@@ -194,8 +196,6 @@ def full_config(config: dict[str, Any]) -> dict[str, Any]:
     >>> full_config({"recipe": "ce"})["teacher_lr"]
     5e-05
     """
-    from sinkd.distill.train import DistillConfig  # lazy: sinkd.distill imports this module
-
     return {**asdict(DistillConfig()), **config}
 
 

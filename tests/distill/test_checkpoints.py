@@ -1,16 +1,16 @@
-"""Stop and resume (sinkd.checkpoints, train(resume_from=...), distill --resume, Job)."""
+"""Stop and resume (sinkd.distill.checkpoints, train(resume_from=...), distill --resume, Job)."""
 
 import dataclasses
 
 import pytest
 from test_distill import _cli_args, tiny_config
 
+from sinkd.cli import main
 from sinkd.distill import cli as cli_distill
 from sinkd.distill import jobs as distill_jobs
 from sinkd.distill.checkpoints import checkpoint_path, load_checkpoint
-from sinkd.distill.cli import main
-from sinkd.distill.train import train
 from sinkd.distill.records import load_record
+from sinkd.distill.train import train
 
 
 def _timing_free(metrics: list[dict]) -> list[dict]:

@@ -1,6 +1,6 @@
-"""Distillation training (sinkd.distill, sinkd.cli_distill): config, recipes, schedule, loop, CLI.
+"""Distillation training (sinkd.distill): config, recipes, schedule, loop, command line.
 
-Unit tests use a random tiny BERT teacher (sinkd.distill_models.tiny_classifier) saved to a
+Unit tests use a random tiny BERT teacher (sinkd.distill.models.tiny_classifier) saved to a
 folder with the packaged tokenizer, and a small hand-written CSV; one end-to-end test runs the
 packaged MiniLM on the real Rotten Tomatoes data.
 """
@@ -8,7 +8,6 @@ packaged MiniLM on the real Rotten Tomatoes data.
 import dataclasses
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -19,25 +18,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sinkd import annealed_temperature, cli, divergence, sinkd_loss
+import sinkd.distill
+from sinkd import annealed_temperature, divergence, sinkd_loss
+from sinkd.cli import build_parser, main
 from sinkd.distill import models
-from sinkd.distill.cli import add_subcommands, build_parser, main, run_distill
-from sinkd.distill.train import (
-    RECIPES,
-    DistillConfig,
-    evaluate,
-    get_batch,
-    kd_temperature_at,
-    load_data,
-    lr_at,
-    prepare_teacher,
-    progress_at,
-    teacher_cache,
-    train,
-)
+from sinkd.distill.cli import run_distill
+from sinkd.distill.config import DistillConfig
+from sinkd.distill.recipes import RECIPES, kd_temperature_at, progress_at
 from sinkd.distill.records import load_record
+from sinkd.distill.steps import get_batch, lr_at
+from sinkd.distill.teacher import prepare_teacher, teacher_cache
+from sinkd.distill.train import evaluate, load_data, train
 
-ROOT = Path(__file__).resolve().parents[2]
+
 def tiny_config(tiny: dict, **changes) -> DistillConfig:
     """A fast CPU config on the tiny teacher: 6 steps of batch 8, dev every 2 steps."""
     base = DistillConfig(data=tiny["data"], teacher=tiny["teacher"], teacher_steps=4,
@@ -71,10 +64,25 @@ def test_validate_names_the_bad_field(field):
 
 
 def test_validate_accepts_defaults_and_range_edges():
-    """Defaults and the closed ends of the ranges are valid; an int is accepted for a float."""
+    """Defaults and the closed ends of the ranges are valid; an int given for a float field is
+    accepted and stored as a float."""
     DistillConfig().validate()
-    DistillConfig(alpha=0.0, beta=0.0, warmup_fraction=1.0, teacher_steps=0, lr=1,
-                  train_limit=2, anneal_temperature=True, out="x.json").validate()
+    cfg = DistillConfig(alpha=0.0, beta=0.0, warmup_fraction=1.0, teacher_steps=0, lr=1,
+                        train_limit=2, anneal_temperature=True, out="x.json").validate()
+    assert cfg.lr == 1.0 and type(cfg.lr) is float
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("steps", 0, "an integer in [1, 1e+07]"), ("alpha", 1.5, "a finite number in [0, 1]"),
+    ("reg", -1.0, "a finite number in (0, 100]"), ("device", "tpu", "one of ('auto', 'cpu'"),
+    ("anneal_temperature", "yes", "True or False"), ("out", "", "a non-empty string"),
+])
+def test_validate_message_names_field_range_and_value(field, value, allowed):
+    """Messages read like sinkd.validation's everywhere: '<field> must be <allowed>, got <v>'."""
+    with pytest.raises(ValueError) as info:
+        DistillConfig(**{field: value}).validate()
+    text = str(info.value)
+    assert text.startswith(f"{field} must be {allowed}") and text.endswith(f"got {value!r}")
 
 
 def test_from_overrides_parses_strings_to_field_types():
@@ -92,6 +100,7 @@ def test_from_overrides_parses_strings_to_field_types():
 @pytest.mark.parametrize("overrides, field", [
     (["steps=ten"], "steps"), (["anneal_temperature=maybe"], "anneal_temperature"),
     (["alpha=2"], "alpha"), ({"steps": 2.5}, "steps"), ({"steps": "10"}, "steps"),
+    ({"steps": True}, "steps"),
     ({"anneal_temperature": 1}, "anneal_temperature"), ({"recipe": None}, "recipe"),
 ])
 def test_from_overrides_type_checks(overrides, field):
@@ -151,7 +160,7 @@ def test_recipes_are_the_documented_set():
 def test_recipe_loss_equals_its_formula(recipe):
     """Each recipe's total equals its formula from CE, sinkd.divergence and sinkd_loss (f64)."""
     z_s, z_t, y = _logits()
-    terms = RECIPES[recipe].loss(z_s, z_t, y, CONFIG, 0.3)
+    terms = RECIPES[recipe].loss(z_s, z_t, y, config=CONFIG, progress=0.3)
     expected = _expected(recipe, z_s, z_t, y, CONFIG, CONFIG.kd_temperature)
     assert terms.total.dtype == torch.float64
     torch.testing.assert_close(terms.total, expected, rtol=1e-12, atol=1e-14)
@@ -167,7 +176,7 @@ def test_teacher_logits_get_no_gradient(recipe):
     z_s, z_t, y = _logits(1)
     z_s.requires_grad_(True)
     z_t.requires_grad_(True)
-    RECIPES[recipe].loss(z_s, z_t, y, CONFIG, 0.5).total.backward()
+    RECIPES[recipe].loss(z_s, z_t, y, config=CONFIG, progress=0.5).total.backward()
     assert z_t.grad is None
     assert z_s.grad is not None and bool(z_s.grad.abs().sum() > 0)
 
@@ -175,11 +184,11 @@ def test_teacher_logits_get_no_gradient(recipe):
 def test_annealing_follows_annealed_temperature_per_step():
     """With annealing, step s of S has sinkd.annealed_temperature(T, s, S); else T throughout."""
     cfg = DistillConfig(kd_temperature=4.0, anneal_temperature=True, steps=7)
-    got = [kd_temperature_at(cfg, progress_at(s, cfg)) for s in range(cfg.steps)]
+    got = [kd_temperature_at(cfg, progress_at(s, cfg.steps)) for s in range(cfg.steps)]
     assert got == pytest.approx([annealed_temperature(4.0, s, 7) for s in range(7)], abs=1e-15)
     assert got[0] == 4.0 and got[-1] == 1.0
     fixed = dataclasses.replace(cfg, anneal_temperature=False)
-    assert {kd_temperature_at(fixed, progress_at(s, fixed)) for s in range(7)} == {4.0}
+    assert {kd_temperature_at(fixed, progress_at(s, 7)) for s in range(7)} == {4.0}
 
 
 def test_annealed_recipe_uses_the_current_temperature():
@@ -187,7 +196,7 @@ def test_annealed_recipe_uses_the_current_temperature():
     z_s, z_t, y = _logits(2)
     cfg = dataclasses.replace(CONFIG, anneal_temperature=True)
     for recipe in ("kd", "js", "sinkd"):
-        total = RECIPES[recipe].loss(z_s, z_t, y, cfg, 1.0).total
+        total = RECIPES[recipe].loss(z_s, z_t, y, config=cfg, progress=1.0).total
         torch.testing.assert_close(total, _expected(recipe, z_s, z_t, y, cfg, 1.0), rtol=1e-12,
                                    atol=1e-14)
 
@@ -215,17 +224,17 @@ def test_get_batch_epochs_are_seeded_permutations():
     split, cfg = _split(24), DistillConfig(batch_size=8, seed=3)
     logits = torch.stack([torch.arange(24.0), -torch.arange(24.0)], 1)  # (N, 2) row ids
     gen = torch.Generator()
-    epoch = [get_batch(split, logits, s, cfg, gen) for s in range(3)]
+    epoch = [get_batch(split, s, cfg, logits=logits, generator=gen) for s in range(3)]
     rows = torch.cat([b["labels"] for b in epoch])
     assert sorted(rows.tolist()) == list(range(24))
     for b in epoch:
         assert torch.equal(b["teacher_logits"][:, 0].long(), b["labels"])  # rows stay paired
         assert b["input_ids"].shape[1] == int((b["labels"] % 7 + 3).max())  # trimmed
         assert torch.equal(b["input_ids"][:, 0], b["labels"])
-    again = get_batch(split, logits, 1, cfg, torch.Generator())
-    assert torch.equal(again["labels"], epoch[1]["labels"])
-    next_epoch = get_batch(split, logits, 3, cfg, gen)["labels"]
-    other_seed = get_batch(split, logits, 0, dataclasses.replace(cfg, seed=4), gen)["labels"]
+    again = get_batch(split, 1, cfg)  # a fresh generator: the batch depends on (step, seed)
+    assert torch.equal(again["labels"], epoch[1]["labels"]) and "teacher_logits" not in again
+    next_epoch = get_batch(split, 3, cfg)["labels"]
+    other_seed = get_batch(split, 0, dataclasses.replace(cfg, seed=4))["labels"]
     assert not torch.equal(next_epoch, epoch[0]["labels"])
     assert not torch.equal(other_seed, epoch[0]["labels"])
 
@@ -242,7 +251,8 @@ def test_evaluate_matches_direct_forward(tiny):
     with torch.no_grad():
         expected = float((model(**enc).logits.argmax(-1) == labels).double().mean())
     model.train()
-    assert evaluate(model, enc, labels, cfg) == pytest.approx(expected, abs=1e-12)
+    got = evaluate(model, {**enc, "labels": labels}, cfg)
+    assert got == pytest.approx(expected, abs=1e-12)
     assert model.training
 
 
@@ -378,6 +388,24 @@ def _cli_args(tiny: dict, out: Path, *extra: str) -> list[str]:
             f"cache_dir={tiny['root'] / 'cache'}", "--out", str(out), "--no-progress", *extra]
 
 
+def test_package_exports_its_public_names():
+    """Every name in sinkd.distill.__all__ is an attribute of the package, defined in one of its
+    modules (not in train.py re-exporting another's)."""
+    for name in sinkd.distill.__all__:
+        obj = getattr(sinkd.distill, name)
+        module = getattr(obj, "__module__", None)
+        assert module is None or module.startswith("sinkd.distill."), (name, module)
+    assert {"DistillConfig", "RECIPES", "train"} <= set(sinkd.distill.__all__)
+
+
+def test_importing_the_package_leaves_transformers_unloaded():
+    """`import sinkd.distill` (the pages, --help, reading records) does not import transformers:
+    it is loaded with the first model."""
+    code = "import sys, sinkd.distill; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_distill_help_lists_flags():
     """distill --help names every flag of the subcommand."""
     sub = build_parser()._subparsers._group_actions[0].choices["distill"]
@@ -389,12 +417,11 @@ def test_distill_help_lists_flags():
 
 
 def test_add_subcommands_plugs_into_the_sinkd_parser():
-    """add_subcommands on `python -m sinkd`'s subparsers adds distill and compare beside verify."""
-    parser = cli.build_parser()
+    """`python -m sinkd`'s parser has exactly verify, distill and compare (benchmarks are
+    `python -m bench`, outside the package)."""
+    parser = build_parser()
     sub = parser._subparsers._group_actions[0]
-    if "distill" not in sub.choices:  # until sinkd/cli.py calls add_subcommands itself
-        add_subcommands(sub)
-    assert {"verify", "bench", "distill", "compare"} <= set(sub.choices)
+    assert set(sub.choices) == {"verify", "distill", "compare"}
     args = parser.parse_args(["distill", "--recipe", "kd", "sinkd", "--seed", "0", "2"])
     assert args.run is run_distill and args.recipe == ["kd", "sinkd"] and args.seed == [0, 2]
     assert parser.parse_args(["compare", "a.json"]).records == ["a.json"]
@@ -428,9 +455,8 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tiny, tmp_path):
     """SIGINT during a run: exit 130, and the record on disk is marked stopped."""
     args = _cli_args(tiny, tmp_path, "--recipe", "ce", "--set", "eval_every=1")
     args[args.index("--steps") + 1] = "100000"
-    proc = subprocess.Popen([sys.executable, "-m", "sinkd.distill.cli", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "sinkd", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     record_file = tmp_path / "ce-seed0.json"
     deadline = time.time() + 90
     while time.time() < deadline:

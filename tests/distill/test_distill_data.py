@@ -1,4 +1,4 @@
-"""Tests for sinkd.distill_data: the real Rotten Tomatoes split, user tables, GLUE's error path.
+"""Tests for sinkd.distill.data: the real Rotten Tomatoes split, user tables, GLUE's error path.
 
 The Rotten Tomatoes counts (12,752 snippets, 7,368 fresh, 5,384 rotten, 507 movies) are the
 documented ones; the split's invariants are checked against the raw file read here with pandas
@@ -205,7 +205,7 @@ def test_load_table_missing_file(tmp_path):
 def test_stratified_split_shares_each_class():
     """Each class contributes round(n_c * fraction) rows to test and dev; parts tile all rows."""
     labels = [0] * 50 + [1] * 30 + [2] * 20
-    train, dev, test = stratified_split(labels, 0.2, 0.1, seed=3)
+    train, dev, test = stratified_split(labels, dev_fraction=0.2, test_fraction=0.1, seed=3)
     assert sorted([*train, *dev, *test]) == list(range(100))
     for c, n in ((0, 50), (1, 30), (2, 20)):
         assert sum(labels[i] == c for i in test) == round(0.1 * n)

@@ -1,7 +1,8 @@
-"""Background distillation jobs (sinkd.distill_jobs) and the page's figures (sinkd.distill_figures).
+"""Background distillation jobs (sinkd.distill.jobs) and the page's figures
+(sinkd.lab.distill_figures).
 
 Runs use a random tiny BERT teacher saved with the packaged tokenizer and a small CSV, as in
-tests/test_distill.py, so a whole run takes about a second on the CPU.
+test_distill.py, so a whole run takes about a second on the CPU.
 """
 
 import dataclasses
@@ -12,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from sinkd.lab import distill_figures
 from sinkd.distill import jobs as distill_jobs
-from sinkd.distill.train import DistillConfig
-from sinkd.distill.records import RunRecord, compare, load_record
+from sinkd.distill.config import DistillConfig
+from sinkd.distill.records import RunRecord, compare, load_record, save_record
+from sinkd.lab import distill_figures
 from sinkd.lab.style import COLORS
 
 
@@ -113,7 +114,6 @@ def test_list_records_skips_foreign_files(tmp_path):
     """Files that are not run records are skipped; records come back oldest first."""
     (tmp_path / "junk.json").write_text("{not json")
     (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
-    from sinkd.distill.records import save_record
     save_record(RunRecord(config={"recipe": "ce", "steps": 3}), tmp_path / "a.json")
     assert [p.name for p, _ in distill_jobs.list_records(tmp_path)] == ["a.json"]
 

@@ -1,4 +1,4 @@
-"""Tests for sinkd.distill_models with the real packaged MiniLM and its real tokenizer.
+"""Tests for sinkd.distill.models with the real packaged MiniLM and its real tokenizer.
 
 Parameter counts are checked against BERT's closed-form count and the documented sizes
 (22.7M teacher, 15.6M two-layer student, 11.7M of it word embeddings); logits against direct,
@@ -217,11 +217,12 @@ def test_cache_dir_and_keys(monkeypatch, tmp_path):
     assert default_cache_dir() == Path.home() / ".cache" / "sinkd"
     monkeypatch.setenv("SINKD_CACHE", str(tmp_path))
     assert default_cache_dir() == tmp_path and CacheDir().root == tmp_path
-    args = ("minilm", "rotten_tomatoes", 64, 150, 0)
-    key = teacher_cache_key(*args)
-    assert key == teacher_cache_key(*args) and len(key) == 16 and int(key, 16) >= 0
-    for i, other in enumerate(("x", "sst2", 128, 151, 1)):
-        assert teacher_cache_key(*args[:i], other, *args[i + 1:]) != key
+    args = dict(model_id="minilm", data_name="rotten_tomatoes", max_length=64, steps=150, seed=0)
+    key = teacher_cache_key(**args)
+    assert key == teacher_cache_key(**args) and len(key) == 16 and int(key, 16) >= 0
+    changes = dict(model_id="x", data_name="sst2", max_length=128, steps=151, seed=1)
+    for name, other in changes.items():
+        assert teacher_cache_key(**{**args, name: other}) != key, name
     cache = CacheDir()
     assert cache.load_logits(key, "train") is None
     logits = torch.randn(5, 2, dtype=torch.float64)

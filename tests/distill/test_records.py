@@ -1,4 +1,5 @@
-"""Run records (sinkd.records): JSON round trip, atomic writes, errors, comparison, snapshot."""
+"""Run records (sinkd.distill.records): JSON round trip, atomic writes, errors, comparison,
+snapshot."""
 
 import json
 import math
@@ -12,8 +13,8 @@ import torch
 from scipy.spatial.distance import cdist
 from scipy.special import softmax
 
-from sinkd.distill.cli import main
-from sinkd.distill.train import DistillConfig
+from sinkd.cli import main
+from sinkd.distill.config import DistillConfig
 from sinkd.distill.records import (
     RunRecord,
     compare,
