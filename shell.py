@@ -1,18 +1,23 @@
-"""Classroom conventions shared by every page: the only Streamlit helper module (no math here).
+"""The app's shell: what every page of SinKD Lab shares. The only Streamlit helper module of the
+app, and no math: the pages' numbers and figures come from ``sinkd.lab``.
 
-How a page uses it (see views/transport.py for a full example)::
+The app runs in Streamlit's pages-directory mode: ``app.py`` is the home page and each file of
+``pages/`` is a page that runs on its own (a copied link runs only that file), so every one of
+them starts with ONE call to :func:`page`, which sets the page up and returns its :class:`View`::
 
-    view = View("transport", DEFAULTS, LIMITS)       # state from defaults or from a copied URL
-    view.presets(PRESETS)                             # named presets + "what to notice"
-    st.slider("N", 2, 64, key=view.key("n"))          # widgets: key=view.key(name), no value=
+    view = shell.page("transport", SPEC)             # config, menu, shared controls, state
+    view.presets()                                   # named presets + "what to notice"
+    st.slider("N", *SPEC.limits["n"], key=view.key("n"))  # widgets: key=view.key(name) only
     view.reset_button()
-    view.sync_url()                                   # after the widgets: the URL is the view
-    with guard():                                     # a ValueError becomes st.error, no traceback
-        fig = sinkd.some_figure(view["n"], ...)
+    view.sync_url()                                  # after the widgets: the URL is the view
+    with guard():                                    # a ValueError becomes st.error
+        fig = plan_figures.plan_figure(...)          # one sinkd.lab call per figure
     show_figure(fig, "transport_plan")
 
-Widgets take their value from ``st.session_state`` only (never pass ``value=``/``index=``), so a
-preset, the reset button and a copied link all set the same state.
+``SPEC`` is the page's :class:`sinkd.lab.spec.PageSpec` (defaults, limits, presets), defined in
+``sinkd/lab/<page>_spec.py``. Widgets take their value from ``st.session_state`` only (never pass
+``value=``/``index=``), so a preset, the reset button and a copied link all set the same state.
+This file sits beside ``app.py``, not in ``pages/``: every file there would become a page.
 """
 
 from __future__ import annotations
@@ -22,49 +27,78 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+import torch
+
+from sinkd.lab.spec import PageSpec
 
 
 @dataclass(frozen=True)
-class Preset:
-    """A named setting of some of a page's values, with the one thing to notice in it."""
+class Link:
+    """A page of the app in the menu: its script (relative to app.py), title and icon."""
 
-    values: Mapping[str, Any]
-    notice: str
+    path: str
+    title: str
+    icon: str
+
+    @property
+    def name(self) -> str:
+        """The page's name: its URL path, its state's prefix ("home" for app.py, at "/")."""
+        return "home" if self.path == "app.py" else Path(self.path).stem
 
 
-def _coerce(raw: str, default: Any, limit: Any) -> Any:
-    """Parse a URL value into the default's type and clamp it to its limit; ValueError if bad."""
-    if isinstance(default, bool):
-        if raw.lower() not in ("true", "false"):
-            raise ValueError(raw)
-        return raw.lower() == "true"
-    if isinstance(default, int):
-        value: Any = int(float(raw))  # OverflowError for "inf": caught by the caller
-    elif isinstance(default, float):
-        value = float(raw)
-        if not math.isfinite(value):
-            raise ValueError(raw)
-    else:
-        value = raw
-    if isinstance(limit, tuple) and len(limit) == 2 and not isinstance(default, str):
-        value = min(max(value, limit[0]), limit[1])
-    elif isinstance(limit, (tuple, list)) and value not in limit:
-        raise ValueError(raw)
-    return value
+# The grouped menu drawn on every page; Streamlit's own flat list of pages/ is hidden
+# (client.showSidebarNavigation = false in .streamlit/config.toml).
+NAV = {
+    "Learn": (Link("app.py", "Home", "🏠"), Link("pages/divergence_lab.py", "Divergence lab", "⛰️")),
+    "Explore": (Link("pages/transport.py", "Transport plans", "🧮"),),
+    "Verify": (Link("pages/verify.py", "Verify against POT", "✅"),),
+    "Distill": (Link("pages/distill.py", "Distill a BERT", "🎓"),),
+}
+PAGES = {link.name: link for links in NAV.values() for link in links}
+APP_TITLE = "SinKD Lab"
+
+
+def page(name: str, spec: PageSpec | None = None) -> View:
+    """Set up page ``name`` (a key of :data:`PAGES`): wide layout and tab title, the grouped
+    menu and the shared controls in the sidebar; return the View of its ``spec``."""
+    if name not in PAGES:
+        raise ValueError(f"page must be one of {list(PAGES)} (shell.NAV), got {name!r}")
+    link = PAGES[name]
+    title = APP_TITLE if name == "home" else f"{link.title} · {APP_TITLE}"
+    st.set_page_config(page_title=title, page_icon=link.icon, layout="wide")
+    # The pages solve many small problems: one thread is several times faster there than two
+    # (measured in bench/plans_speed.py), and it leaves a core to the browser and the server.
+    torch.set_num_threads(1)
+    with st.sidebar:
+        for group, links in NAV.items():
+            st.caption(group)
+            for item in links:
+                st.page_link(item.path, label=item.title, icon=item.icon)
+    sidebar_controls()
+    return View(name, spec if spec is not None else PageSpec({}))
+
+
+def sidebar_controls() -> None:
+    """Controls shared by every page, drawn by :func:`page`."""
+    if "image_format" not in st.session_state:
+        st.session_state["image_format"] = "png"
+    st.sidebar.radio("Plot download format", ["png", "svg"], key="image_format", horizontal=True,
+                     help="Used by the camera button in the toolbar of every plot.")
 
 
 class View:
     """The state of one page: defaults, values from a copied link, presets, reset, URL sync."""
 
-    def __init__(self, page: str, defaults: Mapping[str, Any],
-                 limits: Mapping[str, Any] | None = None) -> None:
-        self.page, self.defaults, self.limits = page, dict(defaults), dict(limits or {})
+    def __init__(self, page: str, spec: PageSpec) -> None:
+        self.page, self.spec = page, spec
         ignored = []
-        for name, default in self.defaults.items():
+        for name, default in spec.defaults.items():
             key = self.key(name)
             if key in st.session_state:
                 continue
@@ -77,8 +111,8 @@ class View:
                 st.session_state[key] = default
                 continue
             try:
-                st.session_state[key] = _coerce(raw, default, self.limits.get(name))
-            except (ValueError, OverflowError):
+                st.session_state[key] = spec.parse(name, raw)
+            except ValueError:
                 st.session_state[key] = default
                 ignored.append(name)
         if ignored:
@@ -96,21 +130,21 @@ class View:
         return st.session_state[self.key(name)]
 
     def values(self) -> dict[str, Any]:
-        return {name: self[name] for name in self.defaults}
+        return {name: self[name] for name in self.spec.defaults}
 
     def _apply(self, values: Mapping[str, Any]) -> None:
         for name, value in values.items():
             st.session_state[self.key(name)] = value
 
-    def presets(self, presets: Mapping[str, Preset], label: str = "Preset") -> str:
-        """A preset selector that sets the page's values; shows what to notice in the chosen one."""
-        key = self.key("preset")
-        self._presets = presets
+    def presets(self, label: str = "Preset") -> str:
+        """A selector of the spec's presets that sets the page's values; shows what to notice
+        in the chosen one while the values are the preset's."""
+        presets, key = self.spec.presets, self.key("preset")
         if key not in st.session_state:
             st.session_state[key] = st.query_params.get("preset", next(iter(presets)))
             if st.session_state[key] not in presets:
                 st.session_state[key] = next(iter(presets))
-            if not any(name in st.query_params for name in self.defaults):
+            if not any(name in st.query_params for name in self.spec.defaults):
                 # a fresh view shows the chosen preset; a link's own values take precedence
                 self._apply(presets[st.session_state[key]].values)
 
@@ -130,12 +164,11 @@ class View:
         """Put the page back as a fresh visit shows it: defaults, then the first preset if any."""
 
         def reset() -> None:
-            self._apply(self.defaults)
-            presets = getattr(self, "_presets", None)
-            if presets:
-                first = next(iter(presets))
+            self._apply(self.spec.defaults)
+            if self.spec.presets:
+                first = next(iter(self.spec.presets))
                 st.session_state[self.key("preset")] = first
-                self._apply(presets[first].values)
+                self._apply(self.spec.presets[first].values)
 
         st.button("Reset to defaults", key=self.key("reset"), on_click=reset)
 
@@ -149,6 +182,15 @@ class View:
             params["preset"] = preset
         if dict(st.query_params) != params:
             st.query_params.from_dict(params)
+
+
+def values_of(page: str) -> dict[str, Any]:
+    """Another page's values in this session (those it last showed), by name; {} if not visited."""
+    saved, live = f"_saved_{page}_", f"{page}_"
+    keys = list(st.session_state.keys())
+    out = {k.removeprefix(saved): st.session_state[k] for k in keys if k.startswith(saved)}
+    out.update({k.removeprefix(live): st.session_state[k] for k in keys if k.startswith(live)})
+    return out
 
 
 @contextlib.contextmanager
@@ -172,15 +214,7 @@ def lesson(why: str, what_to_try: str) -> None:
         st.markdown(what_to_try)
 
 
-def sidebar_controls() -> None:
-    """Controls shared by every page, drawn once per run by app.py."""
-    if "image_format" not in st.session_state:
-        st.session_state["image_format"] = "png"
-    st.sidebar.radio("Plot download format", ["png", "svg"], key="image_format", horizontal=True,
-                     help="Used by the camera button in the toolbar of every plot.")
-
-
-def show_figure(fig, key: str) -> None:
+def show_figure(fig: go.Figure, key: str) -> None:
     """Plot a sinkd figure with the toolbar's image download in the chosen format."""
     config = {"displaylogo": False,
               "toImageButtonOptions": {"format": st.session_state.get("image_format", "png"),

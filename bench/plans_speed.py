@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a plai
 import torch  # noqa: E402
 
 from sinkd.lab import plan_figures as figs  # noqa: E402
-from sinkd import plans  # noqa: E402
+from sinkd.lab import plans  # noqa: E402
+from sinkd.lab.plan_numerics import dtype_hazards  # noqa: E402
 
 TARGET_MS = 300.0
 
@@ -31,7 +32,7 @@ def render(n: int, n_classes: int, n_iters: int, serialise: bool) -> None:
     teacher, student = plans.batch_for("aligned", n, n_classes, 0.5, 0)
     history = plans.plan_history(teacher, student, reg=0.1, n_iters=n_iters, method="kernel",
                                  dtype="float64", temperature=2.0)
-    hazards = plans.dtype_hazards(teacher, student, reg=0.1, n_iters=n_iters, temperature=2.0)
+    hazards = dtype_hazards(teacher, student, reg=0.1, n_iters=n_iters, temperature=2.0)
     level = plans.class_level(history)
     figures = [figs.plan_figure(history, badge=figs.hazard_badge(hazards[0])),
                figs.convergence_figure(history), figs.class_plan_figure(level, 0)]

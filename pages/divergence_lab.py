@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from sinkd.lab import toy
-from sinkd.lab import toy_figures
-from sinkd.lab import toy_metrics
+import shell
+from sinkd.lab import toy, toy_figures, toy_metrics
+from sinkd.lab.divergence_lab_spec import SPEC
 from sinkd.lab.style import LABELS
-from views._shell import Preset, View, download_numbers, guard, lesson, show_figure
 
+view = shell.page("divergence_lab", SPEC)
+lim = view.spec.limits
 st.title("Divergence lab")
 st.markdown(
     "A teacher that is a mixture of Gaussians, discretised on a grid whose bins act as ordered "
@@ -29,9 +30,7 @@ st.latex(
     r"P_T=T\text{ Sinkhorn scalings of }e^{-C/\lambda}\text{ to marginals } s, t"
 )
 
-view = View("divlab", toy.VIEW_DEFAULTS, toy.VIEW_LIMITS)
-view.presets({name: Preset(p["values"], p["notice"]) for name, p in toy.load_presets().items()})
-lim = toy.VIEW_LIMITS
+view.presets()
 
 with st.expander("Teacher: a mixture of 1 to 4 Gaussians", expanded=True):
     st.slider("Components", *lim["n_components"], key=view.key("n_components"))
@@ -46,7 +45,7 @@ with st.expander("Teacher: a mixture of 1 to 4 Gaussians", expanded=True):
 
 with st.expander("Student, start and training", expanded=True):
     c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("Student family", toy.STUDENTS, key=view.key("student"),
+    c1.selectbox("Student family", lim["student"], key=view.key("student"),
                  format_func={"gaussian": "single Gaussian", "mixture": "mixture of k Gaussians",
                               "free": "free logits over the bins"}.get)
     c1.slider("k (mixture components)", *lim["k"], key=view.key("k"),
@@ -75,7 +74,7 @@ def fit_cached(items: tuple) -> toy.ToyFit:
     return toy.fit_view(dict(items))
 
 
-with guard():
+with shell.guard():
     fit = fit_cached(tuple(sorted(view.values().items())))
 metrics = toy_metrics.compute_metrics(fit)
 
@@ -90,15 +89,15 @@ st.caption(
     f"Fitted in {fit.seconds:.2f} s."
 )
 
-show_figure(toy_figures.fit_figure(fit), "divlab_fit")
-show_figure(toy_figures.training_animation(fit), "divlab_training")
+shell.show_figure(toy_figures.fit_figure(fit), "divlab_fit")
+shell.show_figure(toy_figures.training_animation(fit), "divlab_training")
 st.caption("Every student starts from the same parameters, so at step 0 the curves coincide and "
            "only the last one drawn shows.")
 left, right = st.columns(2)
 with left:
-    show_figure(toy_figures.loss_figure(fit), "divlab_losses")
+    shell.show_figure(toy_figures.loss_figure(fit), "divlab_losses")
 with right:
-    show_figure(toy_figures.grad_figure(fit), "divlab_gradients")
+    shell.show_figure(toy_figures.grad_figure(fit), "divlab_gradients")
 
 st.subheader("Metrics of the fitted students")
 table = toy_metrics.metrics_frame(metrics)
@@ -109,9 +108,9 @@ st.caption(
     "mass. W1 = Σ|CDF_student − CDF_teacher|·Δx (exact in 1-D). Steps to convergence: the first "
     "step after which the loss stays within 1% of its total change (final − start)."
 )
-download_numbers(table, "divergence_lab_metrics", key=view.key("download"))
+shell.download_numbers(table, "divergence_lab_metrics", key=view.key("download"))
 
-lesson(
+shell.lesson(
     why="Each divergence weighs errors differently. Forward KL punishes missing mass "
     "(t_i log t_i/s_i blows up where s_i → 0), so a too-simple student spreads over every mode "
     "and the gap between them. Reverse KL punishes mass where the teacher has none, so the "

@@ -5,60 +5,15 @@ import math
 import pandas as pd
 import streamlit as st
 
+import shell
 from sinkd.lab import plan_figures as figs
 from sinkd.lab import plans
 from sinkd.lab.batches import BATCH_KINDS
-from views._shell import Preset, View, download_numbers, guard, lesson, show_figure
+from sinkd.lab.plan_numerics import dtype_hazards
+from sinkd.lab.transport_spec import SPEC
 
-DEFAULTS = dict(source="aligned", n=16, c=3, noise=0.5, seed=0, tau=2.0, lam=0.1, T=20,
-                method="kernel", dtype="float64", sample=0)
-LIMITS = dict(source=list(plans.SOURCES), n=(2, 64), c=(1, 10), noise=(0.0, 3.0), seed=(0, 9999),
-              tau=(0.5, 10.0), lam=list(plans.LAMBDAS), T=(1, 500),
-              method=list(plans.PLAN_METHODS), dtype=list(plans.DTYPES), sample=(0, 63))
-
-
-def _preset(notice: str, **values) -> Preset:
-    """A preset sets every value but the sample, so its notice holds whatever came before."""
-    return Preset({k: v for k, v in {**DEFAULTS, **values}.items() if k != "sample"}, notice)
-
-
-# Each notice is checked against the computed values in tests/test_page_transport.py.
-PRESETS = {
-    "SinKD reference (aligned)": _preset(
-        "After T = 20 iterations every column sums to 1 (to round-off) while the rows are still "
-        "off: the row error stays above 1e-4. The cost has settled: it moved by less than 1% "
-        "over the last 10 iterations. The plan is no permutation: its entropy is well above "
-        "log N, the entropic blur spreads each student's mass over several teachers."),
-    "shuffled: the pairing is lost": _preset(
-        "The student rows are the aligned preset's rows in another order, and the SinKD term "
-        "equals the aligned preset's (compare the metric) although the heavy entries of the "
-        "plan leave the diagonal: the batch-wise term ignores which rows were paired.",
-        source="shuffled"),
-    "overconfident student": _preset(
-        "The student's points sit near the corners of the simplex, away from the teachers: "
-        "the SinKD term is larger than the aligned preset's.", source="overconfident"),
-    "underconfident student": _preset(
-        "The student's points crowd the centre of the simplex: the SinKD term is larger than "
-        "the aligned preset's, and the exact OT cost too.", source="underconfident"),
-    "small λ: near exact OT": _preset(
-        "With λ = 0.01 and T = 500 the cost lands within 1% of the exact OT line, and the plan "
-        "is nearly a permutation: its entropy is within 0.2 nats of log N (2 log N would be "
-        "the independent coupling's).",
-        lam=0.01, T=500, method="log"),
-    "large λ: all blur": _preset(
-        "With λ = 10 the plan is almost the independent coupling: the cost is within 2% of the "
-        "independent line, the entropy within 0.01 nats of 2 log N.", lam=10.0),
-    "disjoint in float16": _preset(
-        "sinkd computes float16 in float32, so its kernel plan stays finite; the literal float16 "
-        "kernel iteration does not: the table and the plot's badge show NaN for the naive "
-        "float16 kernel, while the log method is finite in every dtype.",
-        source="disjoint", c=10, tau=1.0, seed=1, dtype="float16"),
-    "disjoint in float32, λ = 0.01": _preset(
-        "The kernel solver fails in float32: whole columns of K = exp(-D/λ) are 0 (teachers far "
-        "from every student) and the plan is NaN. The page says why and shows the log method's "
-        "plan, which is finite.",
-        source="disjoint", lam=0.01, dtype="float32"),
-}
+view = shell.page("transport", SPEC)
+lim = view.spec.limits
 
 WHY = """
 **λ trades blur for sharpness.** Large λ spreads every student's unit of mass over many
@@ -89,7 +44,7 @@ def _history(source, n, c, noise, seed, tau, lam, T, method, dtype, latest):
 @st.cache_data(show_spinner=False, max_entries=32)
 def _hazards(source, n, c, noise, seed, tau, lam, T, latest):
     teacher, student = plans.batch_for(source, n, c, noise, seed, latest)
-    return plans.dtype_hazards(teacher, student, reg=lam, n_iters=T, temperature=tau)
+    return dtype_hazards(teacher, student, reg=lam, n_iters=T, temperature=tau)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -109,13 +64,12 @@ st.markdown(
     "(mass 1 each) over the L1 cost $D_{ij} = \\lVert p^s_i - p^t_j \\rVert_1$, with $T$ "
     "Sinkhorn scalings of $e^{-D/\\lambda}$. Here is that plan, iteration by iteration."
 )
-view = View("transport", DEFAULTS, LIMITS)
 latest = st.session_state.get("latest_batch")
 if view["source"] == plans.LATEST and latest is None:
-    st.session_state[view.key("source")] = DEFAULTS["source"]
+    st.session_state[view.key("source")] = view.spec.defaults["source"]
     st.warning("No distillation batch in this session yet: showing the default toy batch.")
-view.presets(PRESETS, label="Preset")
-lesson(WHY, TRY)
+view.presets()
+shell.lesson(WHY, TRY)
 
 sources = list(BATCH_KINDS) + ([plans.LATEST] if latest is not None else [])
 batch_col, solver_col, view_col = st.columns(3)
@@ -123,21 +77,21 @@ with batch_col:
     st.selectbox("Batch source", sources, key=view.key("source"),
                  help="; ".join(f"{k}: {v}" for k, v in BATCH_KINDS.items()))
     toy = view["source"] != plans.LATEST
-    st.slider("N (batch size)", 2, 64, key=view.key("n"), disabled=not toy)
-    st.slider("C (classes)", 1, 10, key=view.key("c"), disabled=not toy)
-    st.slider("Student noise", 0.0, 3.0, step=0.1, key=view.key("noise"), disabled=not toy)
-    st.number_input("Seed", 0, 9999, step=1, key=view.key("seed"), disabled=not toy)
+    st.slider("N (batch size)", *lim["n"], key=view.key("n"), disabled=not toy)
+    st.slider("C (classes)", *lim["c"], key=view.key("c"), disabled=not toy)
+    st.slider("Student noise", *lim["noise"], step=0.1, key=view.key("noise"), disabled=not toy)
+    st.number_input("Seed", *lim["seed"], step=1, key=view.key("seed"), disabled=not toy)
 with solver_col:
-    st.select_slider("λ (entropic weight, log scale)", options=list(plans.LAMBDAS),
-                     key=view.key("lam"), format_func=lambda x: f"{x:g}")
-    st.slider("T (iterations)", 1, 500, key=view.key("T"))
-    st.slider("τ (softmax temperature)", 0.5, 10.0, step=0.5, key=view.key("tau"))
+    st.select_slider("λ (entropic weight, log scale)", options=lim["lam"], key=view.key("lam"),
+                     format_func=lambda x: f"{x:g}")
+    st.slider("T (iterations)", *lim["T"], key=view.key("T"))
+    st.slider("τ (softmax temperature)", *lim["tau"], step=0.5, key=view.key("tau"))
 with view_col:
-    st.radio("Method", list(plans.PLAN_METHODS), key=view.key("method"), horizontal=True)
-    st.radio("dtype", list(plans.DTYPES), key=view.key("dtype"), horizontal=True)
+    st.radio("Method", lim["method"], key=view.key("method"), horizontal=True)
+    st.radio("dtype", lim["dtype"], key=view.key("dtype"), horizontal=True)
     view.reset_button()
 
-with guard():
+with shell.guard():
     n_rows = view["n"] if toy else len(plans.batch_for(plans.LATEST, 1, 1, 0.0, 0, latest)[0])
 st.session_state[view.key("sample")] = min(view["sample"], n_rows - 1)
 view.sync_url()
@@ -145,7 +99,7 @@ view.sync_url()
 v = view.values()
 args = (v["source"], v["n"], v["c"], v["noise"], v["seed"], v["tau"], v["lam"], v["T"])
 latest_arg = latest if not toy else None
-with guard():
+with shell.guard():
     history = _history(*args, v["method"], v["dtype"], latest_arg)
     hazards = {h.dtype: h for h in _hazards(*args, latest_arg)}
 hazard = hazards[v["dtype"]]
@@ -161,43 +115,34 @@ shown = history
 if not history.finite:
     st.warning(figs.failure_reason(history) + " Below: the log method's plan on the same batch, "
                "for comparison.")
-    with guard():
+    with shell.guard():
         shown = _history(*args, "log", v["dtype"], latest_arg)
 if v["dtype"] == "float16":
-    naive = ("gives NaN" if hazard.naive_nan else "stays finite") + (
-        f" ({hazard.naive_zero_rows} zero rows)" if hazard.naive_zero_rows else "")
-    st.info(f"float16: sinkd computes in float32 and returns float16. A literal float16 kernel "
-            f"iteration (naive_kernel_plan) {naive} here: {hazard.underflow_rows} rows and "
-            f"{hazard.underflow_cols} columns of K = exp(−D/λ) are entirely 0 in float16 "
-            f"(exp underflows above D/λ = {hazard.limit:.1f}; the hardest row or column needs "
-            f"{hazard.min_exponent:.1f}).")
+    st.info(figs.float16_note(hazard))
 
-show_figure(figs.plan_figure(shown, badge=figs.hazard_badge(hazard)), "transport_plan")
-show_figure(figs.convergence_figure(shown), "transport_convergence")
-curves = pd.DataFrame({"t": range(1, shown.n_iters + 1), "cost": shown.costs,
-                       "row_error": shown.row_errors, "col_error": shown.col_errors,
-                       "entropy": shown.entropies})
-download_numbers(curves, "transport_curves", key="transport_curves_csv")
+shell.show_figure(figs.plan_figure(shown, badge=figs.hazard_badge(hazard)), "transport_plan")
+shell.show_figure(figs.convergence_figure(shown), "transport_convergence")
+shell.download_numbers(figs.curves_table(shown), "transport_curves", key="transport_curves_csv")
 
 st.subheader("The predictions and the plan")
 if shown.n_classes in (2, 3):
-    show_figure(figs.simplex_figure(shown), "transport_simplex")
+    shell.show_figure(figs.simplex_figure(shown), "transport_simplex")
 else:
     st.caption(f"The simplex view needs C = 2 or 3 classes (here C = {shown.n_classes}).")
 
 st.subheader("Class-wise view: one C × C plan per sample")
-with guard():
+with shell.guard():
     level = _class_level(*args, shown.method, v["dtype"], latest_arg)
 st.metric("class-level term 10⁻³ Σᵢ⟨Pᵢ, 1 − I⟩", _number(level.term),
           help=f"{shown.method} method, {v['dtype']}")
 if n_rows > 1:
     st.slider("Sample i", 0, n_rows - 1, key=view.key("sample"))
-show_figure(figs.class_plan_figure(level, view["sample"]), "transport_class_plan")
+shell.show_figure(figs.class_plan_figure(level, view["sample"]), "transport_class_plan")
 
 st.subheader("Numerics per dtype")
 table = pd.DataFrame(figs.hazard_rows(hazards.values()))
 st.dataframe(table, hide_index=True)
-download_numbers(table, "transport_hazards", key="transport_hazards_csv")
+shell.download_numbers(table, "transport_hazards", key="transport_hazards_csv")
 
 st.subheader("λ sweep")
 sweep_key = view.key("sweep")
@@ -205,7 +150,7 @@ params = (args, v["method"], v["dtype"], str(latest_arg))
 if st.button("Compute the λ sweep", key=view.key("sweep_button")):
     with st.status(f"Solving for {len(plans.LAMBDAS)} values of λ …", expanded=True) as status:
         bar = st.progress(0.0)
-        with guard():
+        with shell.guard():
             teacher, student = plans.batch_for(*args[:5], latest_arg)
             sweep = plans.lambda_sweep(teacher, student, n_iters=v["T"], method=v["method"],
                                        dtype=v["dtype"], temperature=v["tau"],
@@ -214,6 +159,6 @@ if st.button("Compute the λ sweep", key=view.key("sweep_button")):
         status.update(label="λ sweep done", state="complete", expanded=False)
 stored = st.session_state.get(sweep_key)
 if stored is not None and stored[0] == params:
-    show_figure(figs.sweep_figure(stored[1]), "transport_sweep")
+    shell.show_figure(figs.sweep_figure(stored[1]), "transport_sweep")
 else:
     st.caption("Press the button to solve the current batch for every λ of the grid.")

@@ -2,16 +2,16 @@
 
 import streamlit as st
 
-from sinkd.lab import verify
-from sinkd.lab import verify_figures
-from sinkd.lab.batches import BATCH_KINDS
-from views._shell import View, download_numbers, guard, lesson, show_figure
+import shell
+from sinkd.lab import verify, verify_figures, verify_spec
+from sinkd.lab.batches import BATCH_KINDS, sinkd_problem
+from sinkd.lab.verify_checks import Check, summary_line
+from sinkd.lab.verify_limits import EmdLimit, emd_ladder, emd_limit, emd_limit_checks
 
+# the problem's defaults follow the Transport plans page when it was visited in this session
+view = shell.page("verify", verify_spec.after_transport(shell.values_of("transport")))
+lim = view.spec.limits
 SUITE_KEY = "verify_suite_report"  # the last suite's Report, kept across reruns
-DEFAULTS = {**verify.problem_defaults(st.session_state), "dtype": "float64", "suite": "quick",
-            "suite_seed": 0}
-LIMITS = {**verify.PROBLEM_LIMITS, "dtype": verify.DTYPES, "suite": ("quick", "full"),
-          "suite_seed": (0, 10_000)}
 
 WHY = """
 Every number in this app comes from our own Sinkhorn solver. [POT](https://pythonot.github.io/)
@@ -44,51 +44,50 @@ TRY = """
 
 @st.cache_data(show_spinner="Comparing with POT after every iteration...")
 def _compare(kind, n, n_classes, noise, seed, reg, n_iters, dtype) -> verify.ProblemResult:
-    a, b, cost = verify.sinkd_problem(kind, n, n_classes, noise, seed)
+    a, b, cost = sinkd_problem(kind, n, n_classes, noise, seed)
     return verify.compare_problem(a, b, cost, reg, n_iters, dtype, label="your problem",
                                   every_iteration=True)
 
 
 @st.cache_data(show_spinner="Solving to convergence for a ladder of λ...")
-def _emd_limit(kind, n, n_classes, noise, seed, reg) -> verify.EmdLimit:
-    a, b, cost = verify.sinkd_problem(kind, n, n_classes, noise, seed)
-    return verify.emd_limit(a, b, cost, regs=verify.emd_ladder(reg))
+def _emd_limit(kind, n, n_classes, noise, seed, reg) -> EmdLimit:
+    a, b, cost = sinkd_problem(kind, n, n_classes, noise, seed)
+    return emd_limit(a, b, cost, regs=emd_ladder(reg))
 
 
-def _show_checks(checks: list[verify.Check]) -> None:
+def _show_checks(checks: list[Check]) -> None:
     """A green or red badge per check, with its error and the tolerance it had to meet."""
-    st.markdown(f"**{verify.summary_line(checks)}**")
+    st.markdown(f"**{summary_line(checks)}**")
     for c in checks:
         badge = ":green-badge[agrees]" if c.passed else ":red-badge[disagrees]"
         name = c.name.replace("*", "\\*")
         st.markdown(f"{badge} {name}: error **{c.error:.2e}**, tolerance {c.tolerance:.1e}")
 
 
-view = View("verify", DEFAULTS, LIMITS)
 st.title("Verify against POT")
 st.markdown("Our solver and POT run side by side on the problem below and on a random suite; "
             "each check shows its error and the tolerance it must meet.")
-lesson(WHY, TRY)
+shell.lesson(WHY, TRY)
 
 st.subheader("Your problem")
-taken = [name for name in verify.PROBLEM_DEFAULTS if f"transport_{name}" in st.session_state]
+taken = list(verify_spec.from_transport(shell.values_of("transport")))
 if taken:
     st.caption(f"Defaults taken from the Transport plans page ({', '.join(taken)}); "
                "Reset takes them again.")
 cols = st.columns(4)
-cols[0].selectbox("Batch", list(BATCH_KINDS), key=view.key("kind"),
+cols[0].selectbox("Batch", lim["kind"], key=view.key("kind"),
                   help="; ".join(f"{k}: {v}" for k, v in BATCH_KINDS.items()))
-cols[1].slider("N (batch size)", 1, 64, key=view.key("n"))
-cols[2].slider("C (classes)", 1, 10, key=view.key("n_classes"))
-cols[3].slider("Student noise", 0.0, 3.0, step=0.1, key=view.key("noise"))
+cols[1].slider("N (batch size)", *lim["n"], key=view.key("n"))
+cols[2].slider("C (classes)", *lim["n_classes"], key=view.key("n_classes"))
+cols[3].slider("Student noise", *lim["noise"], step=0.1, key=view.key("noise"))
 cols = st.columns(4)
-cols[0].number_input("Seed", 0, 10_000, step=1, key=view.key("seed"))
-cols[1].number_input("λ (reg)", 0.001, 10.0, step=0.01, format="%g", key=view.key("reg"))
-cols[2].slider("T (iterations)", 1, 200, key=view.key("n_iters"))
-cols[3].radio("dtype (ours)", list(verify.DTYPES), key=view.key("dtype"), horizontal=True)
+cols[0].number_input("Seed", *lim["seed"], step=1, key=view.key("seed"))
+cols[1].number_input("λ (reg)", *lim["reg"], step=0.01, format="%g", key=view.key("reg"))
+cols[2].slider("T (iterations)", *lim["n_iters"], key=view.key("n_iters"))
+cols[3].radio("dtype (ours)", lim["dtype"], key=view.key("dtype"), horizontal=True)
 view.reset_button()
 
-with guard():
+with shell.guard():
     result = _compare(view["kind"], view["n"], view["n_classes"], view["noise"], view["seed"],
                       view["reg"], view["n_iters"], view["dtype"])
     limit = _emd_limit(view["kind"], view["n"], view["n_classes"], view["noise"], view["seed"],
@@ -98,29 +97,29 @@ for note in result.notes:
     st.info(note)
 left, right = st.columns([3, 2])
 with left:
-    show_figure(verify_figures.gap_curve_figure(result), "verify_gaps")
+    shell.show_figure(verify_figures.gap_curve_figure(result), "verify_gaps")
 with right:
-    show_figure(verify_figures.timing_figure([result]), "verify_time")
+    shell.show_figure(verify_figures.timing_figure([result]), "verify_time")
     st.markdown(f"T = {result.n_iters} iterations: ours **{result.ours_ms:.3f} ms**, "
                 f"POT **{result.pot_ms:.3f} ms** (best of up to 3 runs; POT in float64 numpy, "
                 f"ours in {result.dtype} torch).")
-download_numbers(result.to_dict(checks=True), "verify_your_problem", view.key("download"))
+shell.download_numbers(result.to_dict(checks=True), "verify_your_problem", view.key("download"))
 
 st.subheader("Towards exact OT as λ shrinks")
-show_figure(verify_figures.emd_limit_figure(limit), "verify_emd")
-_show_checks(verify.emd_limit_checks(limit=limit, label="your problem"))
+shell.show_figure(verify_figures.emd_limit_figure(limit), "verify_emd")
+_show_checks(emd_limit_checks(limit=limit, label="your problem"))
 for reg, ok, its, err in zip(limit.regs, limit.converged, limit.n_iters, limit.marginal_errors,
                              strict=True):
     if not ok:
         st.caption(f"λ = {reg:g} had not converged after {its} iterations (marginal error "
                    f"{err:.1e}): no claim is made for it.")
-download_numbers(vars(limit), "verify_emd_limit", view.key("download_emd"))
+shell.download_numbers(vars(limit), "verify_emd_limit", view.key("download_emd"))
 
 st.subheader("Random suite")
 cols = st.columns([2, 2, 1])
-cols[0].radio("Suite", ["quick", "full"], key=view.key("suite"), horizontal=True,
+cols[0].radio("Suite", lim["suite"], key=view.key("suite"), horizontal=True,
               help="Sizes, λ, T, unit and probability masses, float64 and float32.")
-cols[1].number_input("Suite seed", 0, 10_000, step=1, key=view.key("suite_seed"))
+cols[1].number_input("Suite seed", *lim["suite_seed"], step=1, key=view.key("suite_seed"))
 view.sync_url()
 if cols[2].button("Run the suite", key=view.key("run_suite"), type="primary"):
     with st.status(f"Running the {view['suite']} suite, seed {view['suite_seed']}...",
@@ -129,7 +128,7 @@ if cols[2].button("Run the suite", key=view.key("run_suite"), type="primary"):
         report = verify.run_suite(
             quick=view["suite"] == "quick", seed=int(view["suite_seed"]),
             on_check=lambda done, total: bar.progress(done / total, f"{done} of {total} problems"))
-        status.update(label=verify.summary_line(report.checks), expanded=False,
+        status.update(label=summary_line(report.checks), expanded=False,
                       state="complete" if report.passed else "error")
     st.session_state[SUITE_KEY] = report
 
@@ -139,7 +138,7 @@ if report is None:
 else:
     kind = "quick" if report.meta["quick"] else "full"
     badge = ":green-badge[agrees]" if report.passed else ":red-badge[disagrees]"
-    st.markdown(f"{badge} **{verify.summary_line(report.checks)}** ({kind} suite, seed "
+    st.markdown(f"{badge} **{summary_line(report.checks)}** ({kind} suite, seed "
                 f"{report.meta['seed']}, {len(report.problems)} problems; POT "
                 f"{report.meta['pot']}, torch {report.meta['torch']})")
     failed = [row for row in report.rows() if not row["passed"]]
@@ -148,9 +147,10 @@ else:
         st.dataframe(failed, hide_index=True)
     left, right = st.columns(2)
     with left:
-        show_figure(verify_figures.suite_gaps_figure(report), "verify_suite_gaps")
+        shell.show_figure(verify_figures.suite_gaps_figure(report), "verify_suite_gaps")
     with right:
-        show_figure(verify_figures.timing_scatter_figure(report.problems), "verify_suite_time")
+        shell.show_figure(verify_figures.timing_scatter_figure(report.problems),
+                          "verify_suite_time")
     with st.expander("Every check"):
         st.dataframe(report.rows(), hide_index=True)
     st.download_button("Download the report (JSON)", report.to_json(), "verify_report.json",

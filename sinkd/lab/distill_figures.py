@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from sinkd.lab.style import COLORS, LABELS
+from sinkd.validation import check_choice
 
 # the KD recipes' colours are their divergence's; "sinkd" takes the Sinkhorn colour
 _RECIPE_COLORS = {"kd": COLORS["kl"], "sinkd": COLORS["sinkhorn"], "sinkhorn": "#8c564b"}
@@ -19,7 +20,7 @@ _PART_NAMES = {"loss": "total loss", "ce": LABELS["ce"], "kd": "KD term",
 
 
 def recipe_color(recipe: str) -> str:
-    """The colour of a recipe: its divergence's colour from :data:`sinkd.style.COLORS`.
+    """The colour of a recipe: its divergence's colour from :data:`sinkd.lab.style.COLORS`.
 
     >>> recipe_color("ce") == COLORS["ce"]
     True
@@ -80,8 +81,7 @@ def compare_figure(table: pd.DataFrame, metric: str = "test") -> go.Figure:
     >>> [round(v, 6) for v in compare_figure(t).data[0].y]
     [60.0]
     """
-    if metric not in ("test", "best_dev", "final_dev"):
-        raise ValueError(f"metric must be one of test, best_dev, final_dev, got {metric!r}")
+    check_choice("metric", metric, ("test", "best_dev", "final_dev"))
     rows = table[[not math.isnan(m) for m in table[f"{metric}_mean"].astype(float)]]
     settings = rows["settings"] if "settings" in rows else [""] * len(rows)
     labels = [f"{r} ({s} steps, n={n}{', ' + x if x else ''})" for r, s, n, x in zip(

@@ -1,9 +1,9 @@
-"""Figures and captions of the Transport plans page: pure functions of sinkd.plans results.
+"""Figures and captions of the Transport plans page: pure functions of sinkd.lab.plans results.
 
 Each builder returns a plotly ``go.Figure`` built from numbers already computed by
-:mod:`sinkd.plans` (nothing here solves anything), so tests can check ``fig.data`` directly.
-Colours: the student and the plan in the Sinkhorn colour, the teacher in the teacher colour,
-reference values in grey (``sinkd.style.COLORS``).
+:mod:`sinkd.lab.plans` and :mod:`sinkd.lab.plan_numerics` (nothing here solves anything), so
+tests can check ``fig.data`` directly. Colours: the student and the plan in the Sinkhorn colour,
+the teacher in the teacher colour, reference values in grey (``sinkd.lab.style.COLORS``).
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from sinkd.lab.plan_numerics import Hazard, compute_dtype, smallest_positive, underflowed
+from sinkd.lab.batches import compute_dtype
+from sinkd.lab.plan_numerics import Hazard, smallest_positive, underflowed
 from sinkd.lab.plans import ClassLevel, LambdaSweep, PlanHistory
 from sinkd.lab.style import COLORS
+from sinkd.validation import check_int
 
 STUDENT, TEACHER, REFERENCE = COLORS["sinkhorn"], COLORS["teacher"], COLORS["ce"]
 WIDTH_MIN, WIDTH_MAX = 0.5, 6.0  # line widths of the lightest and the heaviest plan entry
@@ -223,8 +226,7 @@ def simplex_figure(history: PlanHistory, top_k: int | None = None,
 
 def class_plan_figure(level: ClassLevel, i: int) -> go.Figure:
     """Heatmap of sample i's C x C class-level plan (student class -> teacher class, 0/1 cost)."""
-    if not 0 <= i < len(level.plans):
-        raise ValueError(f"i must be in [0, {len(level.plans) - 1}], got {i}")
+    check_int("i", i, low=0, high=len(level.plans) - 1)
     P = level.plans[i]
     labels = [f"class {k}" for k in range(P.shape[0])]
     fig = go.Figure(go.Heatmap(z=P, x=labels, y=labels, colorscale="Oranges", zmin=0.0,
@@ -264,6 +266,13 @@ def sweep_figure(sweep: LambdaSweep) -> go.Figure:
     return go.Figure(dict(data=data, layout=layout))
 
 
+def curves_table(history: PlanHistory) -> pd.DataFrame:
+    """The numbers of :func:`convergence_figure`, one row per iteration t (for a download)."""
+    return pd.DataFrame({"t": range(1, history.n_iters + 1), "cost": history.costs,
+                         "row_error": history.row_errors, "col_error": history.col_errors,
+                         "entropy": history.entropies})
+
+
 def hazard_rows(hazards: Sequence[Hazard]) -> list[dict]:
     """The hazard table, one row per dtype."""
     return [{"dtype": h.dtype, "kernel: NaN": h.kernel_nan, "kernel: zero rows": h.kernel_zero_rows,
@@ -285,6 +294,17 @@ def hazard_badge(hazard: Hazard) -> str | None:
         return None
     log = "log solver: NaN" if hazard.log_nan else "log solver: finite"
     return f"⚠ {hazard.dtype}: " + "; ".join(parts) + f"; {log}"
+
+
+def float16_note(hazard: Hazard) -> str:
+    """What float16 does to this batch: sinkd's float32 compute against the literal iteration."""
+    naive = ("gives NaN" if hazard.naive_nan else "stays finite") + (
+        f" ({hazard.naive_zero_rows} zero rows)" if hazard.naive_zero_rows else "")
+    return (f"float16: sinkd computes in float32 and returns float16. A literal float16 kernel "
+            f"iteration (naive_kernel_plan) {naive} here: {hazard.underflow_rows} rows and "
+            f"{hazard.underflow_cols} columns of K = exp(−D/λ) are entirely 0 in float16 "
+            f"(exp underflows above D/λ = {hazard.limit:.1f}; the hardest row or column needs "
+            f"{hazard.min_exponent:.1f}).")
 
 
 def failure_reason(history: PlanHistory) -> str | None:

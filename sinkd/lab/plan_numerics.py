@@ -1,12 +1,9 @@
-r"""The dtypes of the Transport plans page's SinKD problem and where the kernel solver fails.
+r"""Where the kernel solver of the Transport plans page fails, per dtype, and why.
 
-``DTYPES`` are the dtypes the page offers (float16 costs are computed in float32 by
-:func:`sinkd.sinkhorn`: :func:`compute_dtype`); :func:`_problem` builds the SinKD transport
-problem of a batch in one of them. The numerics: :func:`smallest_positive` is where ``exp``
-underflows, :func:`underflowed` finds the rows and columns of ``K = exp(-D / lambda)`` that are
-entirely 0, :func:`naive_kernel_plan` runs the kernel iteration literally in a dtype (to show the
-hazard, NaN included) and :func:`dtype_hazards` tabulates, per dtype, which solver stays finite.
-:mod:`sinkd.plans` re-exports the public names.
+:func:`smallest_positive` is where ``exp`` underflows, :func:`underflowed` finds the rows and
+columns of ``K = exp(-D / lambda)`` that are entirely 0, :func:`naive_kernel_plan` runs the kernel
+iteration literally in a dtype (to show the hazard, NaN included) and :func:`dtype_hazards`
+tabulates, per dtype of :data:`sinkd.lab.batches.DTYPES`, which solver stays finite.
 """
 
 from __future__ import annotations
@@ -17,57 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sinkd.losses import pairwise_cost
+from sinkd.lab.batches import DTYPES, batch_problem
+from sinkd.lab.plans import PLAN_METHODS
 from sinkd.sinkhorn import sinkhorn
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16}
-PLAN_METHODS = ("kernel", "log")
+from sinkd.validation import check_choice, check_int, check_number
 
 
-def compute_dtype(dtype: str) -> torch.dtype:
-    """The dtype sinkd computes in: float16 runs in float32 (see sinkd.sinkhorn)."""
-    return torch.float32 if dtype == "float16" else DTYPES[dtype]
-
-
-def _check_options(reg, n_iters, method, dtype, temperature) -> None:
-    for name, value in (("reg", reg), ("temperature", temperature)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    if isinstance(n_iters, bool) or not isinstance(n_iters, (int, np.integer)) or n_iters < 1:
-        raise ValueError(f"n_iters must be an integer >= 1, got {n_iters!r}")
-    if method not in PLAN_METHODS:
-        raise ValueError(f"method must be one of {PLAN_METHODS}, got {method!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-
-
-def _pair(teacher_logits, student_logits) -> tuple[np.ndarray, np.ndarray]:
-    """Both logits as float64 (N, C) arrays of the same shape, or ValueError naming the bad one."""
-    out = []
-    for x, name in ((teacher_logits, "teacher_logits"), (student_logits, "student_logits")):
-        try:
-            arr = np.asarray(x, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be an (N, C) array of numbers") from None
-        if arr.ndim != 2 or min(arr.shape) < 1 or not np.isfinite(arr).all():
-            raise ValueError(f"{name} must be finite with shape (N, C), N, C >= 1, got {arr.shape}")
-        out.append(arr)
-    if out[0].shape != out[1].shape:
-        raise ValueError(f"teacher_logits {out[0].shape} and student_logits {out[1].shape} must "
-                         "have the same shape (N, C)")
-    return out[0], out[1]
-
-
-def _problem(teacher_logits, student_logits, temperature: float, dtype: str):
-    """p_s, p_t (N, C) in the compute dtype (as sinkd_loss), D (N, N) in ``dtype``, unit masses."""
-    z_t, z_s = (torch.as_tensor(z).to(compute_dtype(dtype))
-                for z in _pair(teacher_logits, student_logits))
-    p_t, p_s = torch.softmax(z_t / temperature, dim=-1), torch.softmax(z_s / temperature, dim=-1)
-    D = pairwise_cost(p_s, p_t).to(DTYPES[dtype])  # (N, N)
-    return p_s, p_t, D, torch.ones(D.shape[0], dtype=D.dtype)  # unit masses, total N
-
-
-def naive_kernel_plan(D, reg: float, n_iters: int, dtype: str = "float64") -> np.ndarray:
+def naive_kernel_plan(D: np.ndarray, reg: float, n_iters: int,
+                      dtype: str = "float64") -> np.ndarray:
     """The reference iteration run literally in ``dtype``: rows then columns of exp(-D / reg).
 
     It exists to show the hazard: ``sinkd.sinkhorn`` computes float16 in float32, so only this
@@ -94,7 +48,9 @@ def naive_kernel_plan(D, reg: float, n_iters: int, dtype: str = "float64") -> np
     >>> np.isnan(naive_kernel_plan(D + 1.9, 0.1, 5, "float16")).all()
     np.True_
     """
-    _check_options(reg, n_iters, "kernel", dtype, 1.0)
+    check_number("reg", reg, low=0, low_open=True)
+    check_int("n_iters", n_iters, low=1)
+    check_choice("dtype", dtype, tuple(DTYPES))
     P = torch.exp(-torch.as_tensor(np.asarray(D, dtype=np.float64)).to(DTYPES[dtype]) / reg)
     for _ in range(n_iters):
         P = P / P.sum(1, keepdim=True)
@@ -140,8 +96,8 @@ def _nan_and_zero_rows(P: np.ndarray) -> tuple[bool, int]:
     return bool(not np.isfinite(P).all()), int((P.sum(1) == 0).sum())
 
 
-def dtype_hazards(teacher_logits, student_logits, *, reg: float = 0.1, n_iters: int = 20,
-                  temperature: float = 2.0) -> tuple[Hazard, ...]:
+def dtype_hazards(teacher_logits: np.ndarray, student_logits: np.ndarray, *, reg: float = 0.1,
+                  n_iters: int = 20, temperature: float = 2.0) -> tuple[Hazard, ...]:
     """Per dtype (float64, float32, float16): does the kernel, log or naive kernel solver fail?
 
     The cost is computed in float64 and rounded to each dtype; sinkd's solvers then run as
@@ -154,8 +110,9 @@ def dtype_hazards(teacher_logits, student_logits, *, reg: float = 0.1, n_iters: 
     >>> [h.naive_nan for h in dtype_hazards(t, s, reg=0.1, temperature=1.0)]
     [False, False, True]
     """
-    _check_options(reg, n_iters, "log", "float64", temperature)
-    D = _problem(teacher_logits, student_logits, temperature, "float64")[2]  # (N, N)
+    check_number("reg", reg, low=0, low_open=True)
+    check_int("n_iters", n_iters, low=1)
+    D = batch_problem(teacher_logits, student_logits, temperature=temperature).cost  # (N, N)
     D64 = D.numpy()
     out = []
     for name, dt in DTYPES.items():

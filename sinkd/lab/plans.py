@@ -10,9 +10,9 @@ For teacher and student logits :math:`z^t, z^s` (N, C) the batch-wise SinKD cons
 and the term is :math:`10^{-3} \langle P_T, D \rangle`. :func:`plan_history` runs
 :func:`sinkd.sinkhorn` once with ``return_log=True`` and derives every curve from the plans
 ``result.plan_at(t)`` (evaluated in batches: :meth:`PlanHistory.plans_at`); :func:`class_level`
-is the per-sample C x C view; :func:`lambda_sweep` scans lambda. Where the kernel solver fails
-per dtype (:func:`dtype_hazards`, :func:`naive_kernel_plan`, :func:`underflowed`) lives in
-:mod:`sinkd.plan_numerics`, with the dtypes; the names are re-exported here.
+is the per-sample C x C view; :func:`lambda_sweep` scans lambda. The batch and its transport
+problem come from :mod:`sinkd.lab.batches`; where the kernel solver fails per dtype is
+:mod:`sinkd.lab.plan_numerics`.
 
 Dtypes: float64 and float32 run the solver in that dtype. float16 cost matrices are computed in
 float32 by :func:`sinkd.sinkhorn` and returned in float16, history included, so the frames
@@ -31,20 +31,12 @@ import numpy as np
 import ot
 import torch
 
-from sinkd.lab.batches import BATCH_KINDS, toy_batch
-
-# The dtypes and their numerical hazards live in sinkd.plan_numerics; "X as X" re-exports them
-from sinkd.lab.plan_numerics import DTYPES as DTYPES
-from sinkd.lab.plan_numerics import PLAN_METHODS as PLAN_METHODS
-from sinkd.lab.plan_numerics import Hazard as Hazard
-from sinkd.lab.plan_numerics import _check_options, _pair, _problem, compute_dtype
-from sinkd.lab.plan_numerics import dtype_hazards as dtype_hazards
-from sinkd.lab.plan_numerics import naive_kernel_plan as naive_kernel_plan
-from sinkd.lab.plan_numerics import smallest_positive as smallest_positive
-from sinkd.lab.plan_numerics import underflowed as underflowed
+from sinkd.lab.batches import BATCH_KINDS, batch_problem, compute_dtype, logits_pair, toy_batch
 from sinkd.sinkhorn import SinkhornResult, sinkhorn
+from sinkd.validation import check_choice, check_int, check_number
 
 SCALE = 1e-3  # the SinKD term's multiplier (reference)
+PLAN_METHODS = ("kernel", "log")
 LAMBDAS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 LATEST = "latest distillation batch"  # the extra source the distillation page may provide
 SOURCES = (*BATCH_KINDS, LATEST)
@@ -66,7 +58,7 @@ def batch_for(source: str, n: int, n_classes: int, noise: float, seed: int,
         return toy_batch(source, n, n_classes, noise, seed)
     if not isinstance(latest, Mapping):
         raise ValueError("source 'latest distillation batch' needs a batch: none was stored")
-    return _pair(latest.get("teacher_logits"), latest.get("student_logits"))
+    return logits_pair(latest.get("teacher_logits"), latest.get("student_logits"))
 
 
 def _limits(D: np.ndarray) -> tuple[float, float]:
@@ -144,8 +136,14 @@ def _plans_at(result: SinkhornResult, steps: Sequence[int]) -> np.ndarray:
     return P.double().numpy()  # (F, N, N)
 
 
-def plan_history(teacher_logits, student_logits, *, reg: float = 0.1, n_iters: int = 20,
-                 method: str = "kernel", dtype: str = "float64",
+def _check_solve(reg: float, n_iters: int, method: str) -> None:
+    check_number("reg", reg, low=0, low_open=True)
+    check_int("n_iters", n_iters, low=1)
+    check_choice("method", method, PLAN_METHODS)
+
+
+def plan_history(teacher_logits: np.ndarray, student_logits: np.ndarray, *, reg: float = 0.1,
+                 n_iters: int = 20, method: str = "kernel", dtype: str = "float64",
                  temperature: float = 2.0) -> PlanHistory:
     r"""Solve the SinKD transport problem once and record the plan after every iteration.
 
@@ -183,11 +181,11 @@ def plan_history(teacher_logits, student_logits, *, reg: float = 0.1, n_iters: i
     >>> bool(h.exact_cost <= h.costs[-1] <= h.independent_cost)
     True
     """
-    _check_options(reg, n_iters, method, dtype, temperature)
-    p_s, p_t, D, mass = _problem(teacher_logits, student_logits, temperature, dtype)
-    result = sinkhorn(mass, mass, D, float(reg), n_iters=int(n_iters), tol=0, method=method,
-                      return_log=True)
-    D64 = D.double().numpy()
+    _check_solve(reg, n_iters, method)
+    problem = batch_problem(teacher_logits, student_logits, temperature=temperature, dtype=dtype)
+    result = sinkhorn(problem.mass, problem.mass, problem.cost, float(reg), n_iters=int(n_iters),
+                      tol=0, method=method, return_log=True)
+    D64 = problem.cost.double().numpy()
     curves = np.empty((4, n_iters))
     chunk = max(1, 2**18 // D64.size)  # plans per batch: bounded memory at any N and T
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -199,15 +197,14 @@ def plan_history(teacher_logits, student_logits, *, reg: float = 0.1, n_iters: i
                 [_entropy(p) if np.isfinite(p).all() else np.nan for p in P])
     exact, independent = _limits(D64)
     return PlanHistory(
-        student_probs=p_s.double().numpy(), teacher_probs=p_t.double().numpy(), cost_matrix=D64,
+        student_probs=problem.student_probs.double().numpy(),
+        teacher_probs=problem.teacher_probs.double().numpy(), cost_matrix=D64,
         result=result, costs=curves[0], row_errors=curves[1], col_errors=curves[2],
         entropies=curves[3], exact_cost=exact, independent_cost=independent,
         sinkd_value=SCALE * float(result.cost),
         reg=float(reg), n_iters=int(n_iters), method=method, dtype=dtype,
         temperature=float(temperature),
     )
-
-
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,9 +256,9 @@ class LambdaSweep:
     dtype: str
 
 
-def lambda_sweep(teacher_logits, student_logits, *, lambdas: Sequence[float] = LAMBDAS,
-                 n_iters: int = 20, method: str = "log", dtype: str = "float64",
-                 temperature: float = 2.0, repeats: int = 3,
+def lambda_sweep(teacher_logits: np.ndarray, student_logits: np.ndarray, *,
+                 lambdas: Sequence[float] = LAMBDAS, n_iters: int = 20, method: str = "log",
+                 dtype: str = "float64", temperature: float = 2.0, repeats: int = 3,
                  progress: Callable[[float], None] | None = None) -> LambdaSweep:
     """Cost, marginal error and time per iteration of the SinKD solve for each lambda.
 
@@ -293,11 +290,13 @@ def lambda_sweep(teacher_logits, student_logits, *, lambdas: Sequence[float] = L
     True
     """
     lambdas = [float(x) for x in lambdas]
+    if not lambdas:
+        raise ValueError("lambdas must name at least one lambda, got none")
     for reg in lambdas:
-        _check_options(reg, n_iters, method, dtype, temperature)
-    if not lambdas or isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"lambdas must be non-empty and repeats >= 1, got {lambdas}, {repeats}")
-    D, mass = _problem(teacher_logits, student_logits, temperature, dtype)[2:]
+        _check_solve(reg, n_iters, method)
+    check_int("repeats", repeats, low=1)
+    problem = batch_problem(teacher_logits, student_logits, temperature=temperature, dtype=dtype)
+    D, mass = problem.cost, problem.mass
     rows = []
     for k, reg in enumerate(lambdas):
         best = math.inf

@@ -20,13 +20,10 @@ elementwise, moves each row exactly as if it were fitted alone (same start, same
 
 from __future__ import annotations
 
-import importlib.resources
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +31,7 @@ import torch
 
 from sinkd.divergences import divergence
 from sinkd.sinkhorn import sinkhorn
+from sinkd.validation import check_choice, check_int, check_number
 
 FIT_DIVERGENCES = ("kl", "rkl", "js", "tvd", "skew_kl", "skew_rkl", "sinkhorn")
 STUDENTS = ("gaussian", "mixture", "free")
@@ -43,42 +41,6 @@ REG_RANGE = (1e-3, 1e2)  # entropic weight lambda, in units of x
 JITTER = 0.05  # seed-drawn shift of the starting means (x units): breaks exact symmetry
 LOG_WIDTH_RANGE = (math.log(1e-4), math.log(1e2))  # student widths are clamped here (no inf)
 DTYPE = torch.float64  # JS within 1e-3 of log 2 and gradients of 1e-80 need float64
-
-# The page's values (View defaults) and their ranges; presets override some of them.
-VIEW_DEFAULTS: dict[str, Any] = {
-    "n_components": 2,
-    **{f"mean{i}": m for i, m in enumerate((-2.5, 2.5, 0.0, 4.0), 1)},
-    **{f"width{i}": 0.5 for i in range(1, MAX_COMPONENTS + 1)},
-    **{f"weight{i}": 1.0 for i in range(1, MAX_COMPONENTS + 1)},
-    "student": "gaussian",
-    "k": 2,
-    **{f"use_{name}": True for name in FIT_DIVERGENCES},
-    "init_mean": 0.5,
-    "init_width": 1.0,
-    "reg": 0.1,
-    "n_iters": 20,
-    "steps": 120,
-    "lr": 0.08,
-    "seed": 0,
-    "n_bins": 80,
-}
-VIEW_LIMITS: dict[str, Any] = {
-    "n_components": (1, MAX_COMPONENTS),
-    **{f"mean{i}": (-5.0, 5.0) for i in range(1, MAX_COMPONENTS + 1)},
-    **{f"width{i}": (0.05, 3.0) for i in range(1, MAX_COMPONENTS + 1)},
-    **{f"weight{i}": (0.0, 10.0) for i in range(1, MAX_COMPONENTS + 1)},
-    "student": STUDENTS,
-    "k": (1, MAX_K),
-    "init_mean": (-5.0, 5.0),
-    "init_width": (0.05, 3.0),
-    "reg": (0.01, 5.0),
-    "n_iters": (1, 200),
-    "steps": (10, 500),
-    "lr": (0.001, 0.5),
-    "seed": (0, 10_000),
-    "n_bins": (20, 160),
-}
-
 
 @dataclass(frozen=True)
 class Mixture:
@@ -135,8 +97,7 @@ def grid(n_bins: int, lo: float = -6.0, hi: float = 6.0) -> np.ndarray:
     >>> grid(4, 0.0, 1.0).tolist()
     [0.125, 0.375, 0.625, 0.875]
     """
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
-        raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+    check_int("n_bins", n_bins, low=2)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"lo and hi must be finite with lo < hi, got {lo}, {hi}")
     dx = (hi - lo) / n_bins
@@ -212,13 +173,10 @@ def init_params(student: str, x: np.ndarray, *, k: int = 2, init_mean: float = 0
     >>> sorted(init_params("mixture", grid(10), k=3))
     ['log_widths', 'means', 'weight_logits']
     """
-    if student not in STUDENTS:
-        raise ValueError(f"student must be one of {STUDENTS}, got {student!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be an integer in [1, {MAX_K}], got {k!r}")
-    if not (math.isfinite(init_mean) and math.isfinite(init_width) and init_width > 0):
-        raise ValueError(f"init_mean must be finite and init_width > 0, got {init_mean}, "
-                         f"{init_width}")
+    check_choice("student", student, STUDENTS)
+    check_int("k", k, low=1, high=MAX_K)
+    check_number("init_mean", init_mean)
+    check_number("init_width", init_width, low=0, low_open=True)
     rng = np.random.default_rng(seed)
     n_means = k if student == "mixture" else 1
     spread = 0.5 * init_width * np.linspace(-1.0, 1.0, n_means) if n_means > 1 else np.zeros(1)
@@ -274,19 +232,16 @@ class ToyFit:
         return np.exp(self.log_probs)
 
 
-def _check_fit_args(divergences, steps, lr, reg, n_iters, n_frames) -> tuple[str, ...]:
+def _check_fit_args(divergences: Sequence[str], steps: int, lr: float, reg: float,
+                    n_iters: int, n_frames: int) -> tuple[str, ...]:
     names = tuple(divergences)
     if not names or any(d not in FIT_DIVERGENCES for d in names) or len(set(names)) < len(names):
         raise ValueError(f"divergences must be distinct names from {FIT_DIVERGENCES} (at least "
                          f"one), got {names}")
     for name, value in (("steps", steps), ("n_iters", n_iters), ("n_frames", n_frames)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and 0 < lr <= 10):
-        raise ValueError(f"lr must be a number in (0, 10], got {lr!r}")
-    if not (isinstance(reg, (int, float)) and REG_RANGE[0] <= reg <= REG_RANGE[1]):
-        raise ValueError(f"reg (lambda) must be in [{REG_RANGE[0]}, {REG_RANGE[1]}] (units of x), "
-                         f"got {reg!r}")
+        check_int(name, value, low=1)
+    check_number("lr", lr, low=0, high=10, low_open=True)
+    check_number("reg", reg, low=REG_RANGE[0], high=REG_RANGE[1])  # lambda, in units of x
     return names
 
 
@@ -374,7 +329,7 @@ def fit(teacher: Mixture, student: str = "gaussian", *,
     ((6, 2), (6, 2, 30))
     """
     if not isinstance(teacher, Mixture):
-        raise ValueError("teacher must be a Mixture made by sinkd.toy.mixture(...)")
+        raise ValueError("teacher must be a Mixture made by sinkd.lab.toy.mixture(...)")
     names = _check_fit_args(divergences, steps, lr, reg, n_iters, n_frames)
     x = grid(n_bins, lo, hi)
     xt = torch.as_tensor(x, dtype=DTYPE)
@@ -391,7 +346,7 @@ def fit(teacher: Mixture, student: str = "gaussian", *,
     losses, grads = np.empty((steps + 1, D)), np.empty((steps + 1, D))
     snaps, snap_steps = [], []
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tensors of ~100 numbers: extra threads only wait (5x slower)
+    torch.set_num_threads(1)  # tensors of ~100 numbers: more threads only add synchronisation
     t0 = time.perf_counter()
     try:
         ls = _optimise(params, names, xt, lt, b, C, float(reg), n_iters, opt, steps, every,
@@ -409,46 +364,26 @@ def fit(teacher: Mixture, student: str = "gaussian", *,
 
 
 def fit_view(values: Mapping[str, Any]) -> ToyFit:
-    """Run :func:`fit` from the page's flat values (keys of :data:`VIEW_DEFAULTS`).
+    """Run :func:`fit` from the divergence lab's flat values (the keys of its page spec,
+    :data:`sinkd.lab.divergence_lab_spec.SPEC`): ``n_components``, ``mean1`` .. ``weight4``,
+    ``use_<divergence>`` and :func:`fit`'s own options.
 
     Examples
     --------
-    >>> v = dict(VIEW_DEFAULTS, steps=3, use_js=False)
-    >>> fit_view(v).names
+    >>> from sinkd.lab.divergence_lab_spec import SPEC
+    >>> fit_view(dict(SPEC.defaults, steps=3, use_js=False)).names
     ('kl', 'rkl', 'tvd', 'skew_kl', 'skew_rkl', 'sinkhorn')
     """
-    missing = set(VIEW_DEFAULTS) - set(values)
-    if missing:
-        raise ValueError(f"values is missing {sorted(missing)}")
-    n = int(values["n_components"])
-    if not 1 <= n <= MAX_COMPONENTS:
-        raise ValueError(f"n_components must be in [1, {MAX_COMPONENTS}], got {n}")
-    parts = [[float(values[f"{p}{i}"]) for i in range(1, n + 1)]
-             for p in ("mean", "width", "weight")]
-    names = tuple(d for d in FIT_DIVERGENCES if values[f"use_{d}"])
+    try:
+        n = check_int("n_components", values["n_components"], low=1, high=MAX_COMPONENTS)
+        parts = [[float(values[f"{p}{i}"]) for i in range(1, n + 1)]
+                 for p in ("mean", "width", "weight")]
+        names = tuple(d for d in FIT_DIVERGENCES if values[f"use_{d}"])
+        options = {name: values[name] for name in ("k", "n_bins", "steps", "lr", "reg", "n_iters",
+                                                   "seed", "init_mean", "init_width")}
+        student = values["student"]
+    except KeyError as err:
+        raise ValueError(f"values is missing {err.args[0]!r}") from None
     if not names:
         raise ValueError("divergences: tick at least one divergence to fit")
-    return fit(mixture(*parts), values["student"], divergences=names, k=int(values["k"]),
-               n_bins=int(values["n_bins"]), steps=int(values["steps"]), lr=float(values["lr"]),
-               reg=float(values["reg"]), n_iters=int(values["n_iters"]),
-               seed=int(values["seed"]), init_mean=float(values["init_mean"]),
-               init_width=float(values["init_width"]))
-
-
-def load_presets(path: Path | str | None = None) -> dict[str, dict[str, Any]]:
-    """The page's presets: name -> {"values": VIEW_DEFAULTS overridden, "notice": str}.
-
-    ``path`` defaults to the presets that ship in the package (``sinkd/data``)."""
-    source = (importlib.resources.files("sinkd") / "data" / "divergence_presets.json" if path is None
-              else Path(path))
-    raw = json.loads(source.read_text())
-    presets = {}
-    for name, preset in raw.items():
-        unknown = set(preset["values"]) - set(VIEW_DEFAULTS)
-        if unknown:
-            raise ValueError(f"preset {name!r} has unknown values {sorted(unknown)}")
-        values = dict(VIEW_DEFAULTS)
-        for key, value in preset["values"].items():  # widgets need the defaults' exact types
-            values[key] = type(VIEW_DEFAULTS[key])(value)
-        presets[name] = {"values": values, "notice": preset["notice"]}
-    return presets
+    return fit(mixture(*parts), student, divergences=names, **options)

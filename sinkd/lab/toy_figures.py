@@ -1,7 +1,7 @@
-"""Plotly figures of a toy fit (:class:`sinkd.toy.ToyFit`): pure functions, no Streamlit.
+"""Plotly figures of a toy fit (:class:`sinkd.lab.toy.ToyFit`): pure functions, no Streamlit.
 
 Every figure has the teacher first (when it is drawn) and then one trace per fitted divergence,
-in the order of ``fit.names``, coloured and named by :mod:`sinkd.style`.
+in the order of ``fit.names``, coloured and named by :mod:`sinkd.lab.style`.
 """
 
 from __future__ import annotations

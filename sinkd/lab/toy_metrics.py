@@ -107,7 +107,7 @@ def steps_to_convergence(losses: np.ndarray, tol: float = 0.01) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class ToyMetrics:
-    """The metrics of one :class:`~sinkd.toy.ToyFit` (D divergences, M modes)."""
+    """The metrics of one :class:`~sinkd.lab.toy.ToyFit` (D divergences, M modes)."""
 
     names: tuple[str, ...]
     centres: np.ndarray  # (M,) mode centres
@@ -136,7 +136,7 @@ def compute_metrics(fit: ToyFit) -> ToyMetrics:
     Parameters
     ----------
     fit : ToyFit
-        From :func:`sinkd.toy.fit`.
+        From :func:`sinkd.lab.toy.fit`.
 
     Returns
     -------

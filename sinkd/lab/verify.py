@@ -15,9 +15,9 @@ discrepancy, the tolerance it must meet and the time each side took. The identit
 
 Tolerances follow the precision the dtype allows on the problem (:func:`tolerances`): rounding
 the cost to the dtype moves ``exp(-C / reg)`` relatively by ``eps * max|C| / reg``.
-``python -m sinkd verify`` runs :func:`run_suite` and exits non-zero on any failed check.
-The page's problem (:mod:`sinkd.verify_problem`) and the exact-OT limit
-(:mod:`sinkd.verify_limits`) have their own modules; their names are re-exported here.
+``python -m sinkd verify`` runs :func:`run_suite` and exits non-zero on any failed check. A
+check is a :class:`sinkd.lab.verify_checks.Check`; the exact-OT limit is
+:mod:`sinkd.lab.verify_limits`; the page's problem is :func:`sinkd.lab.batches.sinkd_problem`.
 """
 
 from __future__ import annotations
@@ -27,25 +27,18 @@ import math
 import platform
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import ot
 import torch
 
-from sinkd.sinkhorn import sinkhorn
-
-# Re-exported: the page's problem (sinkd.verify_problem) and the exact-OT limit (verify_limits)
-from sinkd.lab.verify_limits import EMD_REGS as EMD_REGS
-from sinkd.lab.verify_limits import EmdLimit as EmdLimit
-from sinkd.lab.verify_limits import emd_ladder as emd_ladder
-from sinkd.lab.verify_limits import emd_limit as emd_limit
+from sinkd.lab.verify_checks import Check, check, summary_line
 from sinkd.lab.verify_limits import emd_limit_checks
-from sinkd.lab.verify_problem import PROBLEM_DEFAULTS as PROBLEM_DEFAULTS
-from sinkd.lab.verify_problem import PROBLEM_LIMITS as PROBLEM_LIMITS
-from sinkd.lab.verify_problem import problem_defaults as problem_defaults
-from sinkd.lab.verify_problem import sinkd_problem as sinkd_problem
+from sinkd.sinkhorn import sinkhorn
+from sinkd.validation import check_choice, check_number
 
 DTYPES = ("float64", "float32")
 TOLERANCE = {"float64": 1e-12, "float32": 1e-4}  # floor of the relative precision asked for
@@ -55,19 +48,6 @@ EPS = {name: float(np.finfo(name).eps) for name in DTYPES}
 KERNEL_LIMIT = {name: 0.5 * -math.log(float(np.finfo(name).tiny)) for name in DTYPES}
 POT_KERNEL_LIMIT = KERNEL_LIMIT["float64"]
 RESUME_AFTER = 1000  # POT iterations that fresh per-t runs may cost before POT is resumed
-
-
-@dataclass(frozen=True)
-class Check:
-    """One comparison: what, on which problem, how far apart, and the bar it had to clear."""
-
-    name: str
-    problem: str
-    error: float
-    tolerance: float
-    passed: bool
-    ours_ms: float | None = None
-    pot_ms: float | None = None
 
 
 @dataclass
@@ -120,7 +100,7 @@ class Report:
         return json.dumps(_finite_or_none(data), indent=1, allow_nan=False)
 
 
-def _finite_or_none(x):
+def _finite_or_none(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _finite_or_none(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -128,22 +108,6 @@ def _finite_or_none(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def summary_line(checks: list[Check]) -> str:
-    """One line on a list of checks, derived from their outcomes.
-
-    Examples
-    --------
-    >>> summary_line([_check("x", "p", 0.0, 1.0), _check("y", "p", 2.0, 1.0)])
-    '1 of 2 checks disagree beyond tolerance'
-    """
-    failed = sum(not c.passed for c in checks)
-    if not checks:
-        return "no checks were run"
-    if failed == 0:
-        return f"{len(checks)} checks, all agree within tolerance"
-    return f"{failed} of {len(checks)} checks disagree beyond tolerance"
 
 
 def _best_ms(fn: Callable, repeats: int) -> float:
@@ -157,12 +121,6 @@ def _best_ms(fn: Callable, repeats: int) -> float:
         if spent > 0.2:
             break
     return best
-
-
-def _check(name, problem, error, tolerance, ours_ms=None, pot_ms=None) -> Check:
-    error = float(error)
-    passed = bool(math.isfinite(error) and error <= tolerance)
-    return Check(name, problem, error, float(tolerance), passed, ours_ms, pot_ms)
 
 
 def _iterations_to_compare(n_iters: int) -> list[int]:
@@ -204,10 +162,8 @@ def tolerances(a: np.ndarray, b: np.ndarray, cost: np.ndarray, reg: float,
     >>> tolerances([1.0, 1.0], [1.0, 1.0], [[0.0, 1.0], [1.0, 0.0]], 0.1, "float64")["plan"]
     1e-12
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if not reg > 0:
-        raise ValueError(f"reg must be a number > 0, got {reg!r}")
+    check_choice("dtype", dtype, DTYPES)
+    check_number("reg", reg, low=0, low_open=True)
     a, b, cost = (np.asarray(x, dtype=np.float64) for x in (a, b, cost))
     kappa = float(np.abs(cost).max()) / reg
     rel = max(TOLERANCE[dtype], 4 * EPS[dtype] * kappa)
@@ -247,8 +203,7 @@ def compare_problem(a: np.ndarray, b: np.ndarray, cost: np.ndarray, reg: float, 
     >>> [c.passed for c in res.checks], res.iterations
     ([True, True, True, True], [1, 2, 3])
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    check_choice("dtype", dtype, DTYPES)
     tdt = getattr(torch, dtype)
     at, bt, C = (torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=tdt) for x in (a, b, cost))
     ours = sinkhorn(at, bt, C, reg, n_iters=n_iters, tol=0, return_log=True)  # validates all
@@ -275,16 +230,16 @@ def compare_problem(a: np.ndarray, b: np.ndarray, cost: np.ndarray, reg: float, 
     result = ProblemResult(problem, dtype, float(reg), n_iters, method, tol, steps, plan_gaps,
                            cost_gaps, ours_ms, pot_ms)
     result.checks += [
-        _check("plan after every iteration vs ot.sinkhorn (transposed)", problem,
+        check("plan after every iteration vs ot.sinkhorn (transposed)", problem,
                np.max(plan_gaps), tol["plan"], ours_ms, pot_ms),
-        _check("transport cost vs ot.sinkhorn2", problem, cost_gaps[-1], tol["cost"]),
+        check("transport cost vs ot.sinkhorn2", problem, cost_gaps[-1], tol["cost"]),
     ]
     # "auto" ran one of the two methods already: run only the other
     kernel, log = (sinkhorn(at, bt, C, reg, n_iters=n_iters, tol=0, method=name)
                    if name != ours.method else ours for name in ("kernel", "log"))
     gap = float((kernel.plan.double() - log.plan.double()).abs().max())
     if tol["kappa"] <= KERNEL_LIMIT[dtype]:
-        result.checks.append(_check("kernel method vs log method", problem, gap, tol["plan"]))
+        result.checks.append(check("kernel method vs log method", problem, gap, tol["plan"]))
     else:  # outside its range the kernel has no claim to agree: say what it did instead
         outcome = (f"is off by {gap:.1e} from the log method's" if math.isfinite(gap)
                    else "has NaN or Inf")
@@ -307,7 +262,8 @@ def compare_problem(a: np.ndarray, b: np.ndarray, cost: np.ndarray, reg: float, 
     return result
 
 
-def _pot_plans(a, b, cost, steps: list[int], pot: dict) -> list[np.ndarray]:
+def _pot_plans(a: np.ndarray, b: np.ndarray, cost: np.ndarray, steps: list[int],
+               pot: dict) -> list[np.ndarray]:
     """POT's plan after each t of ``steps`` (transposed problem, transposed back).
 
     Fresh runs ``numItermax=t`` when they cost at most RESUME_AFTER iterations in all; else, for
@@ -348,11 +304,11 @@ def _gradient_check(a, b, cost, reg, n_iters, dtype, problem, rel, method) -> Ch
                              numItermax=n_iters, stopThr=0, warn=False)
     (theirs,) = torch.autograd.grad(value, CT)
     error = float((ours.double() - theirs.T).abs().max())  # NaN fails the check
-    return _check(f"gradient of the cost (T={n_iters}, unrolled) vs POT torch", problem, error,
+    return check(f"gradient of the cost (T={n_iters}, unrolled) vs POT torch", problem, error,
                   rel * float(theirs.abs().max()))
 
 
-def random_problems(quick: bool, seed: int):
+def random_problems(quick: bool, seed: int) -> Iterator[tuple]:
     """The random suite: sizes, reg, T, unit and probability masses, float64 and float32."""
     rng = np.random.default_rng(seed)
     sizes = [(5, 7), (16, 16)] if quick else [(5, 7), (16, 16), (32, 24), (64, 64)]
@@ -378,7 +334,7 @@ def run_suite(quick: bool = False, seed: int = 0,
     report = Report(meta=dict(
         seed=seed, quick=quick, torch=torch.__version__, pot=ot.__version__,
         numpy=np.__version__, python=platform.python_version(), tolerance_floors=TOLERANCE,
-        tolerance_rule="relative precision max(floor, 4 eps max|C|/reg); see sinkd.verify",
+        tolerance_rule="relative precision max(floor, 4 eps max|C|/reg); see sinkd.lab.verify",
     ))
     total = len(problems) + 1
     sinkhorn(np.ones(2), np.ones(2), np.eye(2), 1.0)  # warm-up: first-call costs are not timed

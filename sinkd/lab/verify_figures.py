@@ -13,7 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from sinkd.lab.style import COLORS
-from sinkd.lab.verify import EmdLimit, ProblemResult, Report
+from sinkd.lab.verify import ProblemResult, Report
+from sinkd.lab.verify_limits import EmdLimit
 
 FLOOR = 1e-18  # where exact zeros sit on a log axis
 OURS, POT, TOL = COLORS["sinkhorn"], COLORS["teacher"], COLORS["ce"]
@@ -29,7 +30,7 @@ def gap_curve_figure(result: ProblemResult) -> go.Figure:
     Parameters
     ----------
     result : ProblemResult
-        From :func:`sinkd.verify.compare_problem`.
+        From :func:`sinkd.lab.verify.compare_problem`.
 
     Returns
     -------
@@ -132,7 +133,7 @@ def emd_limit_figure(limit: EmdLimit) -> go.Figure:
 
     Examples
     --------
-    >>> from sinkd.lab.verify import emd_limit
+    >>> from sinkd.lab.verify_limits import emd_limit
     >>> fig = emd_limit_figure(emd_limit([1.0, 1.0], [1.0, 1.0], [[0.0, 1.0], [1.0, 0.0]]))
     >>> [tr.name for tr in fig.data]
     ['bound reg log(nm)', 'ours: <P_reg, C> - ot.emd2']

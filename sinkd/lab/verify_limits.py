@@ -3,23 +3,22 @@ r"""The exact-OT limit of the verification: entropic transport cost against ``ot
 As reg -> 0 the transport cost of the converged entropic plan tends to exact OT (``ot.emd2``)
 within the entropic bias bound ``reg * log(n m)`` (probability masses). :func:`emd_limit` sweeps
 reg (``EMD_REGS``, or :func:`emd_ladder` around a chosen reg) and :func:`emd_limit_checks` turns
-the sweep into checks of :mod:`sinkd.verify`, which re-exports every name here.
+the sweep into checks (:class:`sinkd.lab.verify_checks.Check`), the last ones of
+:func:`sinkd.lab.verify.run_suite`.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import ot
 
+from sinkd.lab.verify_checks import Check, check
 from sinkd.sinkhorn import sinkhorn
-
-if TYPE_CHECKING:
-    from sinkd.lab.verify import Check
 
 EMD_REGS = (1.0, 0.3, 0.1, 0.03, 0.01)
 
@@ -49,7 +48,7 @@ def emd_ladder(reg: float) -> list[float]:
     return sorted({*EMD_REGS, float(reg)}, reverse=True)
 
 
-def emd_limit(a: np.ndarray, b: np.ndarray, cost: np.ndarray, regs=EMD_REGS,
+def emd_limit(a: np.ndarray, b: np.ndarray, cost: np.ndarray, regs: Sequence[float] = EMD_REGS,
               max_iters: int = 5000, tol: float = 1e-7) -> EmdLimit:
     r"""Solve to convergence for each reg (probability masses) and compare with ``ot.emd2``.
 
@@ -104,8 +103,6 @@ def emd_limit_checks(n: int = 12, seed: int = 0, limit: EmdLimit | None = None,
     slack is allowed; runs that did not converge make no claim and give no check. A check's
     error is how far the gap lies outside [-slack, bound + slack] (tolerance 0).
     """
-    from sinkd.lab.verify import _check  # late: sinkd.verify imports this module
-
     if limit is None:
         rng = np.random.default_rng(seed)
         a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(n))
@@ -119,6 +116,6 @@ def emd_limit_checks(n: int = 12, seed: int = 0, limit: EmdLimit | None = None,
             continue
         gap, slack = c - limit.exact, 2 * e * limit.max_cost + 1e-12
         error = max(gap - bound - slack, -gap - slack, 0.0)
-        checks.append(_check(f"cost - ot.emd2 = {gap:.2e} within [0, reg*log(n m) = {bound:.2g}]",
+        checks.append(check(f"cost - ot.emd2 = {gap:.2e} within [0, reg*log(n m) = {bound:.2g}]",
                              f"{label} reg={reg:g}", error, 0.0))
     return checks

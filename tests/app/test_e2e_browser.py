@@ -1,9 +1,11 @@
 """End to end: the real app served by `streamlit run`, driven by headless Debian chromium.
 
-Every page of views/ (not starting with "_") is opened in the browser; it must finish running
-with a title, no Streamlit exception box and no browser console error. A full-page screenshot of
-each lands in screenshots/ (git-ignored). Chromium comes from `make browser` (apt), never from a
-Playwright download.
+The module's server is fresh, and its first request is a copied deep link to a page with values
+in its query (test_deep_link_first_request_shows_shell_and_url_state): in the pages-directory
+mode that page runs alone, so it must set up the shell itself. Then every page of the app is
+opened by its URL; it must finish running with a title, the grouped menu, no Streamlit exception
+box and no browser console error. A full-page screenshot of each lands in screenshots/
+(git-ignored). Chromium comes from `make browser` (apt), never from a Playwright download.
 """
 
 from __future__ import annotations
@@ -20,17 +22,24 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import DEFAULT_PAGE, ROOT, app_pages  # tests/app/conftest.py
+from app_pages import HOME, ROOT, app_pages, url_path
 from playwright.sync_api import BrowserContext, Page, sync_playwright
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+import shell
+from sinkd.lab import plans
+from sinkd.lab.transport_spec import SPEC as TRANSPORT
 
 SHOTS = ROOT / "screenshots"
 TIMEOUT_MS = 60_000  # some pages compute for a while on 2 CPU cores
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SHELL_RADIO = "Plot download format"  # drawn by views/_shell.sidebar_controls on every page
+SHELL_RADIO = "Plot download format"  # drawn by shell.sidebar_controls on every page
+GROUPS = list(shell.NAV)  # the menu's groups: Learn, Explore, Verify, Distill
+LINKS = [link.title for links in shell.NAV.values() for link in links]
+DEEP_LINK = {"n": "8", "lam": "0.01"}  # a copied link to the transport page: N = 8, λ = 0.01
 # Streamlit's frontend, opened on a page's own URL, first probes <page>/_stcore/health and
 # <page>/_stcore/host-config to find the server's base path; those probes 404 before it tries
 # "/" (streamlit/streamlit#7074, open). They are its own requests, not an error of this app.
@@ -42,11 +51,6 @@ PLOTS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyChar
 PAGE_SECONDS: dict[str, float] = {}
 SLIDER_PAGES: set[str] = set()
 BASE_PATH_PROBE = re.compile(r"^http://127\.0\.0\.1:\d+/[^/]+/_stcore/(health|host-config)$")
-
-
-def _url_path(page_name: str) -> str:
-    """The URL of a page: its file stem, except the default page, which is served at "/"."""
-    return "" if page_name == DEFAULT_PAGE else page_name
 
 
 @contextlib.contextmanager
@@ -108,16 +112,53 @@ def browser() -> Iterator[BrowserContext]:
 
 
 @pytest.fixture(scope="module")
-def app_url(browser: BrowserContext, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One server for the module, opened once at "/" as a user does after `make run`."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh `streamlit run app.py` for the module; nothing has asked it for a page yet."""
     with _serve(tmp_path_factory.mktemp("streamlit") / "server.log") as base:
-        # The very first run of a fresh server decides its multipage mode; that first run is
-        # checked on its own by test_shared_link_opens_page_inside_app_shell.
-        page = browser.new_page()
-        page.goto(base + "/")
-        _wait_until_idle(page)
-        page.close()
         yield base
+
+
+@pytest.fixture(scope="module")
+def first_visit(browser: BrowserContext, server: str) -> dict[str, Any]:
+    """The deep link opened as the very first request to the fresh server, and what it showed.
+
+    A fixture, so that the first request is this one whichever tests run and in what order:
+    every other browser test waits for it through ``app_url``. A failure to render is recorded
+    (``error``) for the deep-link test to report, so the other browser tests still run.
+    """
+    query = "&".join(f"{k}={v}" for k, v in DEEP_LINK.items())
+    page = browser.new_page()
+    console = Console(page)
+    seen: dict[str, Any] = {"console": console.errors}
+    try:
+        page.goto(f"{server}/{url_path('transport')}?{query}", timeout=TIMEOUT_MS)
+        _wait_until_idle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        seen["url"] = page.url
+        seen["tab_title"] = page.title()
+        seen["title"] = page.locator("h1").first.inner_text().strip()
+        seen["exceptions"] = _exceptions(page)
+        seen["groups"] = sidebar.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+        seen["links"] = _menu(page)
+        seen["streamlit_menu"] = page.locator('[data-testid="stSidebarNav"]').count()
+        seen["shell_radio"] = _shell_radio(page).count()
+        seen["n"] = _slider_text(page, "N (batch size)")
+        seen["lam"] = _slider_text(page, "λ (entropic weight, log scale)")
+        seen["term"] = _metric_text(page, "SinKD term")
+        _screenshot(page, "deep_link_transport")
+    except Exception as err:  # reported by the deep-link test, not by every test's setup
+        seen["error"] = f"{type(err).__name__}: {err}"
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(SHOTS / "deep_link_transport_error.png"), full_page=True)
+    finally:
+        page.close()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def app_url(server: str, first_visit: dict[str, Any]) -> str:
+    """The module's server, once the deep link has been its first request."""
+    return server
 
 
 class Console:
@@ -162,6 +203,25 @@ def _shell_radio(page: Page):
         has_text=SHELL_RADIO)
 
 
+def _menu(page: Page) -> list[str]:
+    """The titles of the sidebar's page links, in order (each link's text ends with it)."""
+    links = page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]')
+    return [text.split("\n")[-1].strip() for text in links.all_inner_texts()]
+
+
+def _slider_text(page: Page, label: str) -> str | None:
+    """The value a slider (or select slider) shows, found by its label."""
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text=label)
+    return slider.locator('input[type="range"]').first.get_attribute("aria-valuetext")
+
+
+def _metric_text(page: Page, label: str) -> str:
+    """The value of the st.metric whose label starts with ``label``."""
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    value = metric.locator('[data-testid="stMetricValue"]')
+    return value.inner_text(timeout=TIMEOUT_MS).strip()
+
+
 def _screenshot(page: Page, name: str) -> Path:
     """Save the whole page: Streamlit scrolls inside stMain, so grow the viewport to fit it."""
     height = page.evaluate(
@@ -176,27 +236,43 @@ def _screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def test_pages_are_discovered():
-    """The page list comes from views/ and holds the default page served at "/"."""
-    pages = app_pages()
-    assert pages[0] == DEFAULT_PAGE
-    assert all(not p.startswith("_") for p in pages)
+def test_deep_link_first_request_shows_shell_and_url_state(first_visit: dict[str, Any]):
+    """A copied link, the first request of a fresh server, opens its page inside the shell:
+    the shell's tab title, the four menu groups with every page's link (Streamlit's own flat
+    menu hidden), the shared sidebar radio, and the link's values on the widgets and in the
+    computed SinKD term, which equals the library's for N = 8, λ = 0.01."""
+    seen = first_visit
+    assert "error" not in seen, seen
+    assert not seen["exceptions"] and not seen["console"], (seen["exceptions"], seen["console"])
+    assert seen["tab_title"] == "Transport plans · SinKD Lab"
+    assert seen["title"] == "Transport plans"
+    assert seen["groups"] == GROUPS and seen["links"] == LINKS
+    assert seen["streamlit_menu"] == 0 and seen["shell_radio"] == 1
+    assert (seen["n"], seen["lam"]) == ("8", "0.01")
+    assert all(f"{k}={v}" in seen["url"] for k, v in DEEP_LINK.items()), seen["url"]
+    v = {**TRANSPORT.defaults, **{k: TRANSPORT.parse(k, raw) for k, raw in DEEP_LINK.items()}}
+    teacher, student = plans.batch_for(v["source"], v["n"], v["c"], v["noise"], v["seed"])
+    history = plans.plan_history(teacher, student, reg=v["lam"], n_iters=v["T"],
+                                 method=v["method"], dtype=v["dtype"], temperature=v["tau"])
+    assert seen["term"] == f"{history.sinkd_value:.6g}"
 
 
 def test_page_renders_in_browser(browser: BrowserContext, app_url: str, page_name: str):
-    """A page opened by its URL finishes running: a title, no exception box, no console error."""
+    """A page opened by its URL finishes running: a title, the shell's menu and sidebar, no
+    exception box, no console error."""
     page = browser.new_page()
     console = Console(page)
     try:
         start = time.monotonic()
-        page.goto(f"{app_url}/{_url_path(page_name)}", timeout=TIMEOUT_MS)
+        page.goto(f"{app_url}/{url_path(page_name)}", timeout=TIMEOUT_MS)
         _wait_until_idle(page)
         PAGE_SECONDS[page_name] = time.monotonic() - start
         title = page.locator("h1").first.inner_text().strip()
         assert title, f"{page_name}: empty page title"
-        assert page.url.split("?")[0].rstrip("/") == f"{app_url}/{_url_path(page_name)}".rstrip(
+        assert page.url.split("?")[0].rstrip("/") == f"{app_url}/{url_path(page_name)}".rstrip(
             "/"), f"{page_name}: Streamlit left the page's URL (page not found?): {page.url}"
         assert _shell_radio(page).count() == 1, f"{page_name}: the shared sidebar is missing"
+        assert _menu(page) == LINKS, f"{page_name}: the shell's menu is missing"
         if page.locator('[data-testid="stSlider"]').count():
             SLIDER_PAGES.add(page_name)
         _screenshot(page, page_name)
@@ -228,7 +304,7 @@ def _page_with_slider(browser: BrowserContext, app_url: str) -> str | None:
     for name in app_pages():
         page = browser.new_page()
         try:
-            page.goto(f"{app_url}/{_url_path(name)}", timeout=TIMEOUT_MS)
+            page.goto(f"{app_url}/{url_path(name)}", timeout=TIMEOUT_MS)
             _wait_until_idle(page)
             if page.locator('[data-testid="stSlider"]').count():
                 return name
@@ -243,7 +319,7 @@ def test_widget_change_reruns_without_exception(browser: BrowserContext, app_url
     page = browser.new_page()
     console = Console(page)
     try:
-        page.goto(f"{app_url}/{_url_path(name or DEFAULT_PAGE)}", timeout=TIMEOUT_MS)
+        page.goto(f"{app_url}/{url_path(name or HOME)}", timeout=TIMEOUT_MS)
         _wait_until_idle(page)
         _watch_runs(page)
         if name is not None:
@@ -271,28 +347,24 @@ def test_widget_change_reruns_without_exception(browser: BrowserContext, app_url
         page.close()
 
 
-def test_shared_link_opens_page_inside_app_shell(browser: BrowserContext, tmp_path: Path):
-    """On a fresh server, a copied link to a page runs it through app.py: menu and sidebar shown."""
-    others = sorted((p for p in app_pages() if p != DEFAULT_PAGE),
-                    key=lambda p: PAGE_SECONDS.get(p, 0.0))  # the quickest page when known
-    assert others, "the app has a single page"
-    with _serve(tmp_path / "server.log") as base:
-        page = browser.new_page()
-        console = Console(page)
-        try:
-            page.goto(f"{base}/{others[0]}", timeout=TIMEOUT_MS)
-            # The menu and the shell come before the page's own work: no need to wait for it.
-            page.wait_for_selector('[data-testid="stSidebarNav"]', timeout=TIMEOUT_MS)
-            page.wait_for_selector("h1", timeout=TIMEOUT_MS)
-            nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
-            assert "shell" not in nav.lower(), f"helper module listed as a page: {nav!r}"
-            with contextlib.suppress(PlaywrightTimeoutError):  # same run, may be laid out later
-                _shell_radio(page).first.wait_for(timeout=TIMEOUT_MS)
-            assert _shell_radio(page).count() == 1, (
-                f"/{others[0]} ran without app.py (no shared sidebar); menu: {nav!r}")
-            with contextlib.suppress(PlaywrightTimeoutError):  # the title is set after a render
-                page.wait_for_function("document.title === 'SinKD Lab'", timeout=TIMEOUT_MS)
-            assert page.title() == "SinKD Lab", "app.py's st.set_page_config did not run"
-            assert not console.errors, console.errors
-        finally:
-            page.close()
+def test_menu_link_opens_its_page(browser: BrowserContext, app_url: str):
+    """Clicking a page in the shell's menu opens that page at its own URL, menu included."""
+    page = browser.new_page()
+    console = Console(page)
+    try:
+        page.goto(f"{app_url}/", timeout=TIMEOUT_MS)
+        _wait_until_idle(page)
+        _watch_runs(page)
+        page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').filter(
+            has_text="Verify against POT").click()
+        page.wait_for_function(
+            "() => document.querySelector('h1')?.innerText.startsWith('Verify against POT')",
+            timeout=TIMEOUT_MS)
+        _wait_until_idle(page)
+        assert page.url.split("?")[0] == f"{app_url}/verify"
+        assert page.title() == "Verify against POT · SinKD Lab"
+        assert _shell_radio(page).count() == 1
+        assert not _exceptions(page), _exceptions(page)
+        assert not console.errors, console.errors
+    finally:
+        page.close()

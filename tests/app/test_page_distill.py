@@ -5,13 +5,15 @@ import time
 from pathlib import Path
 
 import pytest
+from app_pages import open_page
 from streamlit.testing.v1 import AppTest
 
+from sinkd.distill import RECIPES
 from sinkd.distill import jobs as distill_jobs
+from sinkd.distill.data import GLUE_TASKS
 from sinkd.distill.records import RunRecord, compare, save_record
+from sinkd.lab import distill_spec
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGE = "views/distill.py"
 K = "distill_"
 
 
@@ -23,11 +25,7 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 
 def _page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for name, value in (query or {}).items():
-        at.query_params[name] = value
-    at.run()
-    at.switch_page(PAGE).run()
+    at = open_page("distill", query=query, timeout=120)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -57,6 +55,22 @@ def test_bad_values_in_the_link_are_clamped_or_replaced(cache):
     assert at.session_state[K + "alpha"] == 1.0
     assert at.session_state[K + "lr"] == 3e-4  # the page's default
     assert any("lr" in w.value for w in at.warning)
+
+
+def test_every_recipe_and_data_set_is_offered(cache):
+    """The page offers a checkbox per recipe of sinkd.distill and every data source; each preset
+    is valid for them (the spec checks its values) and sets the recipes it names."""
+    spec = distill_spec.spec(RECIPES, GLUE_TASKS)
+    at = _page()
+    assert {c.key for c in at.checkbox} >= {K + f"use_{r}" for r in RECIPES}
+    assert at.selectbox(key=K + "data_source").options == [
+        "rotten_tomatoes", *GLUE_TASKS, "file"]
+    for name, preset in spec.presets.items():
+        at.selectbox(key=K + "preset").set_value(name).run()
+        assert not at.exception
+        ticked = [r for r in RECIPES if at.session_state[K + f"use_{r}"]]
+        assert ticked == [r for r in RECIPES if preset.values[f"use_{r}"]]
+        assert f"**{len(ticked) * at.session_state[K + 'n_seeds']} run(s)**" in _text(at)
 
 
 def test_no_recipe_chosen_is_an_error_not_a_traceback(cache):

@@ -3,28 +3,23 @@ with outcome text computed by the real sinkd, and bad teacher input shown as st.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from app_pages import open_page
 from streamlit.testing.v1 import AppTest
 
 from sinkd.lab import toy
 from sinkd.lab import toy_metrics as tm
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGE = "views/divergence_lab.py"
-PRESETS = toy.load_presets()
+from sinkd.lab.divergence_lab_spec import SPEC
 
 
 def key(name: str) -> str:
-    return f"divlab_{name}"
+    return f"divergence_lab_{name}"
 
 
 @pytest.fixture(scope="module")
 def at() -> AppTest:
-    """The app switched to the divergence lab, rendered once with its defaults."""
-    app = AppTest.from_file(APP, default_timeout=120).run()
-    return app.switch_page(PAGE).run()
+    """The divergence lab, rendered once with its defaults."""
+    return open_page("divergence_lab", timeout=120)
 
 
 def test_default_view_renders_computed_outcomes(at):
@@ -33,7 +28,7 @@ def test_default_view_renders_computed_outcomes(at):
     assert at.title[0].value == "Divergence lab"
     assert len(at.get("plotly_chart")) == 4
     assert len(at.dataframe) == 1
-    m = tm.compute_metrics(toy.fit_view(toy.VIEW_DEFAULTS))
+    m = tm.compute_metrics(toy.fit_view(SPEC.defaults))
     text = "\n".join(md.value for md in at.markdown)
     for line in tm.outcomes(m):
         assert line in text
@@ -41,12 +36,12 @@ def test_default_view_renders_computed_outcomes(at):
     assert any("deterministic given seed 0" in c.value for c in at.caption)
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("preset", list(SPEC.presets))
 def test_every_preset_renders(at, preset):
     """Choosing each preset sets its values and renders without an exception or error."""
     at.selectbox(key=key("preset")).set_value(preset).run()
     assert not at.exception and not at.error
-    values = PRESETS[preset]["values"]
+    values = SPEC.presets[preset].values
     assert at.session_state[key("student")] == values["student"]
     assert at.session_state[key("init_mean")] == values["init_mean"]
     assert len(at.get("plotly_chart")) == 4
@@ -59,13 +54,13 @@ def test_widget_extremes_render(at):
     at.slider(key=key("n_components")).set_value(4)
     at.selectbox(key=key("student")).set_value("mixture").run()  # enables k
     at.slider(key=key("k")).set_value(toy.MAX_K)
-    at.number_input(key=key("reg")).set_value(toy.VIEW_LIMITS["reg"][1])
-    at.slider(key=key("steps")).set_value(toy.VIEW_LIMITS["steps"][1]).run()
+    at.number_input(key=key("reg")).set_value(SPEC.limits["reg"].high)
+    at.slider(key=key("steps")).set_value(SPEC.limits["steps"].high).run()
     assert not at.exception and not at.error
     at.slider(key=key("n_components")).set_value(1)
     at.selectbox(key=key("student")).set_value("free")
-    at.number_input(key=key("reg")).set_value(toy.VIEW_LIMITS["reg"][0])
-    at.slider(key=key("steps")).set_value(toy.VIEW_LIMITS["steps"][0]).run()
+    at.number_input(key=key("reg")).set_value(SPEC.limits["reg"].low)
+    at.slider(key=key("steps")).set_value(SPEC.limits["steps"].low).run()
     assert not at.exception and not at.error
     assert len(at.get("plotly_chart")) == 4
 

@@ -1,21 +1,13 @@
 """AppTest: the Verify against POT page renders, reports computed outcomes and runs the suite."""
 
-from pathlib import Path
-
 import pytest
+from app_pages import open_page
 from streamlit.testing.v1 import AppTest
 
 from sinkd.lab import verify
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def _open(state: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in (state or {}).items():
-        at.session_state[key] = value
-    at.run()
-    return at.switch_page("views/verify.py").run()
+from sinkd.lab.batches import sinkd_problem
+from sinkd.lab.verify_checks import summary_line
+from sinkd.lab.verify_spec import SPEC
 
 
 def _markdown(at: AppTest) -> str:
@@ -23,14 +15,14 @@ def _markdown(at: AppTest) -> str:
 
 
 def _expected_summary(kind, n, n_classes, noise, seed, reg, n_iters, dtype) -> str:
-    a, b, cost = verify.sinkd_problem(kind, n, n_classes, noise, seed)
+    a, b, cost = sinkd_problem(kind, n, n_classes, noise, seed)
     res = verify.compare_problem(a, b, cost, reg, n_iters, dtype, every_iteration=True)
-    return verify.summary_line(res.checks)
+    return summary_line(res.checks)
 
 
 @pytest.fixture(scope="module")
 def page() -> AppTest:
-    return _open()
+    return open_page("verify")
 
 
 def test_page_renders_the_computed_verdict(page):
@@ -54,8 +46,9 @@ def test_page_at_the_widgets_extremes(page, values):
         setters.get(name, page.slider)(key=f"verify_{name}").set_value(value)
     page.run()
     assert not page.exception
-    state = {name: page.session_state[f"verify_{name}"] for name in verify.PROBLEM_DEFAULTS}
-    expected = _expected_summary(**state, dtype=page.session_state["verify_dtype"])
+    problem = ("kind", "n", "n_classes", "noise", "seed", "reg", "n_iters", "dtype")
+    expected = _expected_summary(**{name: page.session_state[f"verify_{name}"]
+                                    for name in problem})
     assert f"**{expected}**" in _markdown(page)
     if values.get("reg") == 0.001:  # the kernel underflows there: explained, not crashed on
         assert any("kernel" in info.value for info in page.info)
@@ -67,20 +60,40 @@ def test_quick_suite_runs_from_the_button(page):
     assert not page.exception
     report = page.session_state["verify_suite_report"]
     assert report.passed and report.meta["quick"]
-    summary = f"**{verify.summary_line(report.checks)}**"
+    summary = f"**{summary_line(report.checks)}**"
     assert summary.endswith("all agree within tolerance**") and summary in _markdown(page)
     page.run()
     assert summary in _markdown(page)
 
 
-def test_transport_state_sets_the_defaults():
-    """transport_* values in session state become this page's problem."""
-    at = _open({"transport_kind": "shuffled", "transport_n": 24, "transport_n_classes": 5,
-                "transport_reg": 0.05, "transport_n_iters": 30})
+def test_transport_values_become_the_problem():
+    """The batch and solver chosen on the Transport plans page, in the same session, are the
+    problem this page verifies, T clamped to its range; Reset takes them again."""
+    at = open_page("transport")
+    at.selectbox(key="transport_source").set_value("shuffled")
+    at.slider(key="transport_n").set_value(24)
+    at.slider(key="transport_c").set_value(5)
+    at.select_slider(key="transport_lam").set_value(0.05)
+    at.slider(key="transport_T").set_value(300).run()
     assert not at.exception
-    assert at.selectbox(key="verify_kind").value == "shuffled"
-    assert at.slider(key="verify_n").value == 24
-    assert at.slider(key="verify_n_iters").value == 30
-    assert at.number_input(key="verify_reg").value == 0.05
-    expected = _expected_summary("shuffled", 24, 5, 0.5, 0, 0.05, 30, "float64")
+    at.switch_page("pages/verify.py").run()
+    assert not at.exception
+    shown = {name: at.session_state[f"verify_{name}"] for name in ("kind", "n", "n_classes",
+                                                                    "reg", "n_iters")}
+    assert shown == dict(kind="shuffled", n=24, n_classes=5, reg=0.05, n_iters=200)
+    assert any("Defaults taken from the Transport plans page" in c.value for c in at.caption)
+    expected = _expected_summary("shuffled", 24, 5, 0.5, 0, 0.05, 200, "float64")
     assert f"**{expected}**" in _markdown(at)
+    at.slider(key="verify_n").set_value(8).run()
+    at.button(key="verify_reset").click().run()
+    assert at.session_state["verify_n"] == 24 and at.session_state["verify_suite"] == "quick"
+
+
+def test_without_transport_the_defaults_are_the_spec():
+    """A fresh session, or a latest distillation batch on the transport page (not a toy batch
+    this page can rebuild), leaves the problem at this page's own defaults."""
+    at = open_page("verify", state={"_saved_transport_source": "latest distillation batch"})
+    assert not at.exception
+    assert {name: at.session_state[f"verify_{name}"] for name in SPEC.defaults} == dict(
+        SPEC.defaults)
+    assert not any("Defaults taken" in c.value for c in at.caption)

@@ -1,13 +1,13 @@
-"""AppTest: the classroom conventions of views/_shell.py, each through a small script."""
+"""AppTest: the classroom conventions of shell.py (View, guard, lesson, figures, downloads),
+each through a small script that uses them as a page does."""
 
 import json
-from pathlib import Path
 
 import pytest
+from app_pages import ROOT
 from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 from streamlit.testing.v1 import AppTest
 
-ROOT = str(Path(__file__).resolve().parents[2])
 DEFAULTS = {"n": 5, "reg": 0.1, "method": "log", "show": True}
 LIMITS = {"n": (2, 64), "reg": (0.01, 1.0), "method": ("log", "kernel")}
 PRESETS = {"Small": ({"n": 4, "reg": 0.5}, "Few points, a blurred plan."),
@@ -15,18 +15,23 @@ PRESETS = {"Small": ({"n": 4, "reg": 0.5}, "Few points, a blurred plan."),
 
 
 def lab_page(root, defaults, limits, presets):
-    """A page written the way the shell asks: View, presets, keyed widgets, reset, sync_url."""
+    """A page written the way the shell asks: View of a spec, presets, keyed widgets, reset,
+    sync_url. (An AppTest script runs its function's source alone: it imports what it needs.)"""
     import sys
 
     if root not in sys.path:
         sys.path.insert(0, root)
     import streamlit as st
 
-    from views._shell import Preset, View
+    from shell import View
+    from sinkd.lab.spec import PageSpec, Preset, Range
 
-    view = View("lab", defaults, limits)
+    ranges = {"n": Range(*limits["n"]), "reg": Range(*limits["reg"]), "method": limits["method"]}
+    spec = PageSpec(defaults, ranges, {name: Preset(values, notice)
+                                       for name, (values, notice) in (presets or {}).items()})
+    view = View("lab", spec)
     if presets:
-        view.presets({name: Preset(values, notice) for name, (values, notice) in presets.items()})
+        view.presets()
     st.slider("N", 2, 64, key=view.key("n"))
     st.slider("Regularisation", 0.01, 1.0, key=view.key("reg"))
     st.selectbox("Method", ["log", "kernel"], key=view.key("method"))
@@ -37,7 +42,7 @@ def lab_page(root, defaults, limits, presets):
 
 def lab(query=None, presets=None) -> AppTest:
     """Run lab_page once, with the given URL query."""
-    at = AppTest.from_function(lab_page, args=(ROOT, DEFAULTS, LIMITS, presets),
+    at = AppTest.from_function(lab_page, args=(str(ROOT), DEFAULTS, LIMITS, presets),
                                default_timeout=30)
     at.query_params.update(query or {})
     return at.run()
@@ -140,10 +145,11 @@ def guarded_page(root):
     import streamlit as st
     import torch
 
+    from shell import View, guard
     from sinkd import sinkhorn
-    from views._shell import View, guard
+    from sinkd.lab.spec import PageSpec
 
-    view = View("bad", {"reg": -1.0})
+    view = View("bad", PageSpec({"reg": -1.0}))
     with guard():
         sinkhorn(None, None, torch.rand(3, 3), reg=view["reg"])
     st.write("figure drawn")
@@ -151,7 +157,7 @@ def guarded_page(root):
 
 def test_guard_turns_value_error_into_st_error():
     """A library ValueError becomes st.error with its message; no traceback, state kept."""
-    at = AppTest.from_function(guarded_page, args=(ROOT,), default_timeout=30).run()
+    at = AppTest.from_function(guarded_page, args=(str(ROOT),), default_timeout=30).run()
     assert not at.exception
     assert len(at.error) == 1 and "reg must be a finite number > 0" in at.error[0].value
     assert not at.markdown, "the run must stop at the error"
@@ -167,7 +173,7 @@ def shell_widgets_page(root):
     import pandas as pd
     import plotly.graph_objects as go
 
-    from views._shell import download_numbers, lesson, show_figure, sidebar_controls
+    from shell import download_numbers, lesson, show_figure, sidebar_controls
 
     sidebar_controls()
     lesson("Entropy blurs the plan.", "Lower the regularisation.")
@@ -183,7 +189,7 @@ def _media_id(text: str, mimetype: str, filename: str) -> str:
 
 def test_download_numbers_serves_csv_and_json():
     """download_numbers gives a CSV button for a table and a JSON button for a mapping."""
-    at = AppTest.from_function(shell_widgets_page, args=(ROOT,), default_timeout=30).run()
+    at = AppTest.from_function(shell_widgets_page, args=(str(ROOT),), default_timeout=30).run()
     assert not at.exception
     csv_button, json_button = at.get("download_button")
     assert csv_button.label == "Download errors.csv" and json_button.label == "Download loss.json"
@@ -197,7 +203,7 @@ def test_download_numbers_serves_csv_and_json():
 
 def test_sidebar_format_reaches_figure_toolbar_and_lesson_shows():
     """The sidebar's download format is the plot toolbar's image format; lesson shows both texts."""
-    at = AppTest.from_function(shell_widgets_page, args=(ROOT,), default_timeout=30).run()
+    at = AppTest.from_function(shell_widgets_page, args=(str(ROOT),), default_timeout=30).run()
     assert at.sidebar.radio[0].value == "png"
     config = json.loads(at.get("plotly_chart")[0].proto.config)
     assert config["toImageButtonOptions"]["format"] == "png"
@@ -211,21 +217,25 @@ def test_sidebar_format_reaches_figure_toolbar_and_lesson_shows():
 
 
 def test_page_values_survive_visiting_another_page(tmp_path):
-    """A page's values are kept in the session while the user visits another page and returns."""
-    (tmp_path / "entry.py").write_text(
-        f"import sys\nsys.path.insert(0, {ROOT!r})\nimport streamlit as st\n"
-        "st.navigation([st.Page('lab.py', default=True), st.Page('other.py')]).run()\n")
-    (tmp_path / "lab.py").write_text(
-        "import streamlit as st\nfrom views._shell import View\n"
-        "view = View('lab', {'n': 5}, {'n': (2, 64)})\n"
+    """A page's values are kept in the session while the user visits another page and returns
+    (pages-directory mode, as the app: Streamlit drops the widgets of a page not shown)."""
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "home.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport streamlit as st\n"
+        "st.title('Home')\n")
+    (tmp_path / "pages" / "lab.py").write_text(
+        "import streamlit as st\nfrom shell import View\n"
+        "from sinkd.lab.spec import PageSpec, Range\n"
+        "view = View('lab', PageSpec({'n': 5}, {'n': Range(2, 64)}))\n"
         "st.slider('N', 2, 64, key=view.key('n'))\nview.sync_url()\n")
-    (tmp_path / "other.py").write_text("import streamlit as st\nst.title('Other')\n")
-    at = AppTest.from_file(str(tmp_path / "entry.py"), default_timeout=30).run()
+    (tmp_path / "pages" / "other.py").write_text("import streamlit as st\nst.title('Other')\n")
+    at = AppTest.from_file(str(tmp_path / "home.py"), default_timeout=30).run()
+    at.switch_page("pages/lab.py").run()
     at.slider(key="lab_n").set_value(9).run()
     assert at.slider(key="lab_n").value == 9
-    at.switch_page("other.py").run()
+    at.switch_page("pages/other.py").run()
     at.query_params.clear()  # the menu link to a page carries no query string
-    at.switch_page("lab.py").run()
+    at.switch_page("pages/lab.py").run()
     assert not at.exception
     assert at.slider(key="lab_n").value == 9
 

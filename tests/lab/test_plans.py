@@ -1,4 +1,4 @@
-"""Tests for sinkd.plans and sinkd.plan_figures against independent references.
+"""Tests for sinkd.lab.plans, plan_numerics and plan_figures against independent references.
 
 References: POT (ot.sinkhorn on the transposed problem, ot.emd2), scipy (softmax, cdist,
 linear_sum_assignment, stats.entropy), closed forms, and the SinKD iteration written out in
@@ -18,9 +18,11 @@ from scipy.spatial.distance import cdist
 from scipy.special import softmax
 from scipy.stats import entropy
 
-from sinkd.lab import plan_figures as figs
 from sinkd import sinkd_loss, sinkhorn
+from sinkd.lab import plan_figures as figs
 from sinkd.lab import plans
+from sinkd.lab.batches import DTYPES
+from sinkd.lab.plan_numerics import dtype_hazards, naive_kernel_plan, smallest_positive, underflowed
 
 TAU = 2.0
 # the page's "disjoint in float16" preset: toy disjoint batch, N = 16, C = 10, tau = 1, seed 1
@@ -89,7 +91,7 @@ def test_term_equals_sinkd_loss_in_each_dtype():
     teacher, student = _batch(n=10)
     for dtype, rel in (("float64", 1e-12), ("float32", 1e-5), ("float16", 5e-3)):
         h = plans.plan_history(teacher, student, reg=0.1, n_iters=20, dtype=dtype)
-        dt = plans.DTYPES[dtype]
+        dt = DTYPES[dtype]
         ref = sinkd_loss(torch.tensor(student).to(dt), torch.tensor(teacher).to(dt), reg=0.1,
                          n_iters=20, method="kernel")
         assert h.sinkd_value == pytest.approx(float(ref), rel=rel), dtype
@@ -165,7 +167,7 @@ def test_naive_kernel_matches_sinkhorn_kernel_in_float64():
     ones = torch.ones(len(D), dtype=torch.float64)
     for reg, t in ((0.1, 20), (0.05, 60), (1.0, 3)):
         ref = sinkhorn(ones, ones, torch.tensor(D), reg, n_iters=t, tol=0, method="kernel").plan
-        np.testing.assert_allclose(plans.naive_kernel_plan(D, reg, t, "float64"), ref.numpy(),
+        np.testing.assert_allclose(naive_kernel_plan(D, reg, t, "float64"), ref.numpy(),
                                    rtol=0, atol=1e-12)
 
 
@@ -174,15 +176,15 @@ def test_naive_float16_kernel_fails_where_log_does_not():
     b = DISJOINT16
     teacher, student = plans.batch_for(b["kind"], b["n"], b["n_classes"], b["noise"], b["seed"])
     D = _cost(teacher, student, b["tau"])
-    assert np.isnan(plans.naive_kernel_plan(D, 0.1, 20, "float16")).any()
-    assert np.isfinite(plans.naive_kernel_plan(D, 0.1, 20, "float64")).all()
+    assert np.isnan(naive_kernel_plan(D, 0.1, 20, "float16")).any()
+    assert np.isfinite(naive_kernel_plan(D, 0.1, 20, "float64")).all()
     D16 = torch.tensor(D).half()
     ones = torch.ones(len(D), dtype=torch.float16)
     log = sinkhorn(ones, ones, D16, 0.1, n_iters=20, tol=0, method="log").plan
     assert log.dtype == torch.float16 and bool(torch.isfinite(log).all())
     # why: a column of K = exp(-D/lambda) is entirely 0 in float16 (numpy's float16 agrees)
     K16 = np.exp(-D.astype(np.float16) / np.float16(0.1))
-    rows, cols = plans.underflowed(D, 0.1, "float16")
+    rows, cols = underflowed(D, 0.1, "float16")
     assert list(cols) == list(np.flatnonzero((K16 == 0).all(0)))
     assert list(rows) == list(np.flatnonzero((K16 == 0).all(1)))
     assert len(rows) + len(cols) > 0
@@ -191,19 +193,19 @@ def test_naive_float16_kernel_fails_where_log_does_not():
 def test_hazard_table_per_dtype():
     """Each hazard row restates what each solver does in that dtype, recomputed here."""
     teacher, student = _batch("disjoint", n=16)
-    hazards = plans.dtype_hazards(teacher, student, reg=0.01, n_iters=20, temperature=TAU)
+    hazards = dtype_hazards(teacher, student, reg=0.01, n_iters=20, temperature=TAU)
     assert [h.dtype for h in hazards] == ["float64", "float32", "float16"]
     D = _cost(teacher, student)
     for h in hazards:
-        dt = plans.DTYPES[h.dtype]
+        dt = DTYPES[h.dtype]
         ones = torch.ones(len(D), dtype=dt)
         for method, flag in (("kernel", h.kernel_nan), ("log", h.log_nan)):
             P = sinkhorn(ones, ones, torch.tensor(D).to(dt), 0.01, n_iters=20, tol=0,
                          method=method).plan
             assert flag == (not bool(torch.isfinite(P).all())), (h.dtype, method)
-        naive = plans.naive_kernel_plan(torch.tensor(D).to(dt).double().numpy(), 0.01, 20, h.dtype)
+        naive = naive_kernel_plan(torch.tensor(D).to(dt).double().numpy(), 0.01, 20, h.dtype)
         assert h.naive_nan == bool(np.isnan(naive).any())
-        assert h.limit == pytest.approx(-math.log(plans.smallest_positive(h.dtype)))
+        assert h.limit == pytest.approx(-math.log(smallest_positive(h.dtype)))
         hardest = max(D.min(1).max(), D.min(0).max()) / 0.01
         assert h.min_exponent == pytest.approx(hardest, rel=1e-2 if h.dtype == "float16" else 1e-6)
     by = {h.dtype: h for h in hazards}

@@ -1,5 +1,6 @@
-"""Tests for the divergence lab's toy (sinkd.toy, toy_metrics, toy_figures) against independent
-references (scipy, POT, finite differences) and the phenomena each preset names."""
+"""Tests for the divergence lab's toy (sinkd.lab.toy, toy_metrics, toy_figures) against
+independent references (scipy, POT, finite differences) and the phenomena each preset of the
+page's spec (sinkd.lab.divergence_lab_spec) names."""
 
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ from scipy.stats import entropy, norm, wasserstein_distance
 from sinkd.lab import toy
 from sinkd.lab import toy_figures as tf
 from sinkd.lab import toy_metrics as tm
+from sinkd.lab.divergence_lab_spec import SPEC
 from sinkd.lab.style import COLORS, LABELS
 
-PRESETS = toy.load_presets()
 BIMODAL = toy.mixture([-2.5, 2.5], [0.5, 0.5], [1.0, 1.0])
 
 
 @pytest.fixture(scope="module")
 def preset_fits() -> dict[str, tuple[toy.ToyFit, tm.ToyMetrics]]:
     """Every preset fitted once, as the page fits it, with its metrics."""
-    fits = {name: toy.fit_view(p["values"]) for name, p in PRESETS.items()}
+    fits = {name: toy.fit_view(p.values) for name, p in SPEC.presets.items()}
     return {name: (f, tm.compute_metrics(f)) for name, f in fits.items()}
 
 
@@ -76,7 +77,7 @@ def test_bad_mixture_raises_naming_the_argument(args, word):
 @pytest.mark.parametrize("reg", [0.0, -1.0, 1e-4, 1e3, math.inf, math.nan])
 def test_extreme_reg_raises_with_range(reg):
     """lambda outside [1e-3, 1e2] raises ValueError naming 'reg' and the range."""
-    with pytest.raises(ValueError, match=r"reg .*\[0\.001, 100\.0\]"):
+    with pytest.raises(ValueError, match=r"reg must be .*in \[0\.001, 100\]"):
         toy.fit(BIMODAL, divergences=("sinkhorn",), steps=1, reg=reg)
 
 
@@ -107,7 +108,7 @@ def test_reg_at_range_ends_stays_finite(reg):
 ])
 def test_widget_extremes_give_finite_numbers(values):
     """The page's extreme values give finite losses, gradients, probabilities and metrics."""
-    f = toy.fit_view({**toy.VIEW_DEFAULTS, **values})
+    f = toy.fit_view({**SPEC.defaults, **values})
     m = tm.compute_metrics(f)
     frame = tm.metrics_frame(m)
     assert np.isfinite(f.losses).all() and np.isfinite(f.grad_norms).all()
@@ -116,9 +117,11 @@ def test_widget_extremes_give_finite_numbers(values):
 
 def test_fit_view_rejects_no_divergence():
     """Unticking every divergence raises ValueError naming the divergences."""
-    values = {**toy.VIEW_DEFAULTS, **{f"use_{d}": False for d in toy.FIT_DIVERGENCES}}
+    values = {**SPEC.defaults, **{f"use_{d}": False for d in toy.FIT_DIVERGENCES}}
     with pytest.raises(ValueError, match="divergences"):
         toy.fit_view(values)
+    with pytest.raises(ValueError, match="missing 'mean2'"):
+        toy.fit_view({k: v for k, v in SPEC.defaults.items() if k != "mean2"})
 
 
 # --- the fit: same start, stacking, determinism, loss wiring ---------------------------------
@@ -274,7 +277,7 @@ def test_loss_figure_is_normalised_by_step_zero(small_fit):
 
 def test_default_view_is_the_first_preset():
     """The page's defaults are the first preset's values (the page opens on it)."""
-    assert next(iter(PRESETS.values()))["values"] == toy.VIEW_DEFAULTS
+    assert next(iter(SPEC.presets.values())).values == SPEC.defaults
 
 
 def test_mode_averaging_under_kl(preset_fits):
@@ -343,14 +346,6 @@ def test_outcome_text_is_derived_from_metrics(preset_fits):
         assert f"{m.w1[m.row('sinkhorn')]:.3f}" in sk
         sk_w1, best_w1 = m.w1[m.row("sinkhorn")], m.w1[best]
         assert ("not** the closest" in sk) == (sk_w1 > best_w1 * (1 + tm.TIE_REL))
-
-
-def test_bad_preset_file_is_rejected(tmp_path):
-    """A preset naming an unknown value is rejected when loaded."""
-    bad = tmp_path / "p.json"
-    bad.write_text('{"x": {"values": {"nope": 1}, "notice": "n"}}')
-    with pytest.raises(ValueError, match="nope"):
-        toy.load_presets(bad)
 
 
 def test_float64_fit_uses_one_thread_and_restores():

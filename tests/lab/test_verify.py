@@ -10,9 +10,11 @@ import torch
 from _checks import pot_plan
 from scipy.optimize import linear_sum_assignment
 
-from sinkd.lab import verify
-from sinkd.lab import verify_figures
-from sinkd.lab.batches import toy_batch
+from sinkd.lab import verify, verify_figures
+from sinkd.lab.batches import sinkd_problem, toy_batch
+from sinkd.lab.verify_checks import check, summary_line
+from sinkd.lab.verify_limits import EmdLimit, emd_limit, emd_limit_checks
+from sinkd.lab.verify_spec import SPEC, from_transport
 from sinkd.sinkhorn import sinkhorn
 
 
@@ -22,9 +24,9 @@ def _by_name(checks):
 
 def test_check_fails_when_error_exceeds_tolerance():
     """A check whose error is above its tolerance, or NaN, is marked failed."""
-    assert not verify._check("x", "p", 1e-3, 1e-12).passed
-    assert not verify._check("x", "p", float("nan"), 1.0).passed
-    assert verify._check("x", "p", 0.0, 0.0).passed
+    assert not check("x", "p", 1e-3, 1e-12).passed
+    assert not check("x", "p", float("nan"), 1.0).passed
+    assert check("x", "p", 0.0, 0.0).passed
 
 
 def test_check_problem_detects_a_wrong_solver(monkeypatch):
@@ -54,7 +56,7 @@ def test_wrong_plan_is_detected(monkeypatch):
         return res
 
     monkeypatch.setattr(verify, "sinkhorn", perturbed)
-    a, b, cost = verify.sinkd_problem("aligned", 8, 3)
+    a, b, cost = sinkd_problem("aligned", 8, 3)
     checks = _by_name(verify.check_problem(a, b, cost, 0.1, 5))
     assert not checks["plan after every iteration vs ot.sinkhorn"].passed
     assert checks["plan after every iteration vs ot.sinkhorn"].error > 1e-10
@@ -73,7 +75,7 @@ def test_wrong_gradient_is_detected(monkeypatch):
         return res
 
     monkeypatch.setattr(verify, "sinkhorn", perturbed)
-    a, b, cost = verify.sinkd_problem("disjoint", 8, 3)
+    a, b, cost = sinkd_problem("disjoint", 8, 3)
     checks = _by_name(verify.check_problem(a, b, cost, 0.1, 10))
     gradient = checks["gradient of the cost"]
     assert not gradient.passed and gradient.error == pytest.approx(1e-7, rel=1e-6)
@@ -82,7 +84,7 @@ def test_wrong_gradient_is_detected(monkeypatch):
 
 def test_plan_and_cost_gaps_are_recomputed_independently():
     """Every per-iteration gap equals max|P_ours(t) - P_POT(t)| recomputed from separate runs."""
-    a, b, cost = verify.sinkd_problem("shuffled", 12, 4, noise=1.0, seed=3)
+    a, b, cost = sinkd_problem("shuffled", 12, 4, noise=1.0, seed=3)
     T = 9
     res = verify.compare_problem(a, b, cost, 0.05, T, every_iteration=True)
     assert res.iterations == list(range(1, T + 1))
@@ -99,7 +101,7 @@ def test_plan_and_cost_gaps_are_recomputed_independently():
 
 def test_gradient_error_is_recomputed_independently():
     """The gradient check's error is max|dcost/dC ours - POT torch's|, recomputed here."""
-    a, b, cost = verify.sinkd_problem("overconfident", 6, 3, seed=1)
+    a, b, cost = sinkd_problem("overconfident", 6, 3, seed=1)
     check = _by_name(verify.check_problem(a, b, cost, 0.2, 7))["gradient of the cost"]
     C = torch.tensor(cost, requires_grad=True)
     (ours,) = torch.autograd.grad(sinkhorn(torch.tensor(a), torch.tensor(b), C, 0.2,
@@ -113,7 +115,7 @@ def test_gradient_error_is_recomputed_independently():
 
 def test_float32_at_small_reg_uses_pot_log_and_reports_the_kernel():
     """At λ = 1e-3 in float32 POT's log solver is the reference and the kernel is only noted."""
-    a, b, cost = verify.sinkd_problem("disjoint", 16, 3)
+    a, b, cost = sinkd_problem("disjoint", 16, 3)
     res = verify.compare_problem(a, b, cost, 1e-3, 20, "float32")
     assert res.pot_method == "sinkhorn_log"
     assert all(c.passed for c in res.checks), [c for c in res.checks if not c.passed]
@@ -143,20 +145,20 @@ def test_sinkd_problem_matches_a_numpy_construction():
         return e / e.sum(axis=1, keepdims=True)
 
     expected = np.abs(softmax(student)[:, None, :] - softmax(teacher)[None, :, :]).sum(-1)
-    a, b, cost = verify.sinkd_problem("underconfident", 10, 5, 0.7, 4)
+    a, b, cost = sinkd_problem("underconfident", 10, 5, 0.7, 4)
     np.testing.assert_allclose(cost, expected, rtol=0, atol=1e-15)
     assert np.array_equal(a, np.ones(10)) and np.array_equal(b, np.ones(10))
     with pytest.raises(ValueError, match="temperature"):
-        verify.sinkd_problem("aligned", 4, 3, temperature=0.0)
+        sinkd_problem("aligned", 4, 3, temperature=0.0)
 
 
-def test_problem_defaults_read_valid_transport_values():
-    """transport_* values are taken, clamped into range; invalid ones keep the defaults."""
-    state = {"transport_kind": "disjoint", "transport_n": 500, "transport_reg": 0.0,
-             "transport_n_iters": 7, "transport_noise": "x", "transport_n_classes": True}
-    got = verify.problem_defaults(state)
-    assert got == dict(verify.PROBLEM_DEFAULTS, kind="disjoint", n=64, reg=1e-3, n_iters=7)
-    assert verify.problem_defaults({}) == verify.PROBLEM_DEFAULTS
+def test_transport_values_become_the_problem_defaults():
+    """The transport page's values are taken under this page's names, clamped into range;
+    invalid ones, and its latest distillation batch, keep the defaults."""
+    values = {"source": "disjoint", "n": 500, "lam": 0.0, "T": 7, "noise": "x", "c": True}
+    assert from_transport(values) == dict(kind="disjoint", n=64, reg=1e-3, n_iters=7)
+    assert from_transport({"source": "latest distillation batch", "T": 500}) == {"n_iters": 200}
+    assert from_transport({}) == {} and SPEC.defaults["n"] == 16
 
 
 def test_emd_limit_against_an_assignment():
@@ -164,25 +166,25 @@ def test_emd_limit_against_an_assignment():
     rng = np.random.default_rng(2)
     cost = rng.random((7, 7))
     rows, cols = linear_sum_assignment(cost)
-    limit = verify.emd_limit(np.ones(7), np.ones(7), cost)
+    limit = emd_limit(np.ones(7), np.ones(7), cost)
     assert limit.exact == pytest.approx(cost[rows, cols].sum() / 7, abs=1e-14)
     assert all(limit.converged[:3])
     for c, bound, ok in zip(limit.costs, limit.bounds, limit.converged, strict=True):
         assert not ok or limit.exact - 1e-9 <= c <= limit.exact + bound
-    checks = verify.emd_limit_checks(limit=limit, label="p")
+    checks = emd_limit_checks(limit=limit, label="p")
     assert len(checks) == sum(limit.converged) and all(c.passed for c in checks)
 
 
 def test_emd_limit_checks_detect_a_violation():
     """A cost below exact OT, or above the entropic bound, fails; an unconverged one is skipped."""
-    limit = verify.EmdLimit(regs=[1.0, 0.1, 0.01], costs=[0.9, 0.5, 0.1], exact=0.5,
+    limit = EmdLimit(regs=[1.0, 0.1, 0.01], costs=[0.9, 0.5, 0.1], exact=0.5,
                             bounds=[0.2, 0.02, 0.002], converged=[True, True, False],
                             marginal_errors=[0.0, 0.0, 1.0], n_iters=[10, 10, 10], max_cost=1.0)
-    first, second = verify.emd_limit_checks(limit=limit)
+    first, second = emd_limit_checks(limit=limit)
     assert not first.passed and first.error == pytest.approx(0.2, abs=1e-11)
     assert second.passed
     limit.costs[1] = 0.4
-    assert not verify.emd_limit_checks(limit=limit)[1].passed
+    assert not emd_limit_checks(limit=limit)[1].passed
 
 
 def test_run_suite_reports_progress_and_problems():
@@ -200,16 +202,16 @@ def test_run_suite_reports_progress_and_problems():
 
 def test_summary_and_json_of_failures():
     """A failing check is counted in the summary and non-finite numbers become null in JSON."""
-    report = verify.Report(checks=[verify._check("x", "p", 0.0, 1.0),
-                                   verify._check("y", "p", math.inf, 1.0)])
-    assert verify.summary_line(report.checks) == "1 of 2 checks disagree beyond tolerance"
+    report = verify.Report(checks=[check("x", "p", 0.0, 1.0),
+                                   check("y", "p", math.inf, 1.0)])
+    assert summary_line(report.checks) == "1 of 2 checks disagree beyond tolerance"
     data = json.loads(report.to_json())
     assert data["passed"] is False and data["checks"][1]["error"] is None
     assert "disagree" in verify.format_report(report).splitlines()[-1]
 
 
 def _small_result(dtype="float64"):
-    a, b, cost = verify.sinkd_problem("aligned", 5, 3, seed=2)
+    a, b, cost = sinkd_problem("aligned", 5, 3, seed=2)
     return verify.compare_problem(a, b, cost, 0.1, 6, dtype, every_iteration=True)
 
 
@@ -244,7 +246,7 @@ def test_timing_and_suite_figures_show_the_measured_numbers():
 def test_emd_limit_figure_shows_costs_exact_and_bound():
     """The figure's points are the entropic costs minus ot.emd2, under the line reg log(nm)."""
     cost = np.random.default_rng(0).random((4, 4))
-    limit = verify.emd_limit(np.ones(4), np.ones(4), cost, regs=(1.0, 0.1))
+    limit = emd_limit(np.ones(4), np.ones(4), cost, regs=(1.0, 0.1))
     bound, ours = verify_figures.emd_limit_figure(limit).data
     exact = ot.emd2(np.full(4, 0.25), np.full(4, 0.25), cost)
     np.testing.assert_allclose(ours.customdata[:, 0], np.array(limit.costs) - exact, atol=1e-15)

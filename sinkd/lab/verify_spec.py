@@ -1,0 +1,52 @@
+"""The Verify against POT page's values: the problem compared with POT, and the random suite.
+
+The problem's defaults follow the Transport plans page when it has been visited
+(:func:`after_transport`): the batch and the solver options shown there are verified here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sinkd.lab.batches import BATCH_KINDS
+from sinkd.lab.spec import CLASSES_RANGE, N_RANGE, NOISE_RANGE, SEED_RANGE, PageSpec, Range
+from sinkd.lab.verify import DTYPES
+
+SUITES = ("quick", "full")
+SPEC = PageSpec(
+    defaults=dict(kind="aligned", n=16, n_classes=3, noise=0.5, seed=0, reg=0.1, n_iters=20,
+                  dtype="float64", suite="quick", suite_seed=0),
+    limits=dict(kind=tuple(BATCH_KINDS), n=N_RANGE, n_classes=CLASSES_RANGE, noise=NOISE_RANGE,
+                seed=SEED_RANGE, reg=Range(1e-3, 10.0), n_iters=Range(1, 200), dtype=DTYPES,
+                suite=SUITES, suite_seed=SEED_RANGE),
+)
+# this page's name of a value -> the Transport plans page's name of the same value
+FROM_TRANSPORT = dict(kind="source", n="n", n_classes="c", noise="noise", seed="seed", reg="lam",
+                      n_iters="T")
+
+
+def from_transport(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The problem values the Transport plans page's ``values`` give, clamped to this page's
+    ranges; values it lacks, or cannot give (its latest distillation batch), are left out.
+
+    Examples
+    --------
+    >>> from_transport({"source": "disjoint", "n": 500, "lam": 0.0, "T": 7, "c": True})
+    {'kind': 'disjoint', 'n': 64, 'reg': 0.001, 'n_iters': 7}
+    """
+    out = {}
+    for name, theirs in FROM_TRANSPORT.items():
+        value = values.get(theirs)
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            out[name] = SPEC.parse(name, str(value))
+        except ValueError:
+            continue
+    return out
+
+
+def after_transport(values: Mapping[str, Any]) -> PageSpec:
+    """:data:`SPEC` whose problem defaults are those of :func:`from_transport`."""
+    return SPEC.with_defaults(**from_transport(values))
