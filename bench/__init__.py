@@ -1,7 +1,7 @@
 """SinKD Lab benchmark suite: our Sinkhorn solver and SinKD term against POT and a BERT step.
 
-Run ``python -m bench`` (or ``python -m sinkd bench``, which calls :func:`main`) from the
-repository root; from code::
+Run ``python -m bench`` from the repository root (the suite is not part of the installed
+``sinkd`` package and ``sinkd`` never imports it); from code::
 
     from bench import format_table, run_all
 

@@ -51,8 +51,6 @@ def _header(env: dict) -> list[str]:
         run.append(f"~{env['budget_s']} s per timed cell")
     if env.get("quick"):
         run.append("--quick subset")
-    if "numba_first_use_s" in env:
-        run.append(f"numba first use {env['numba_first_use_s']} s (before timing)")
     lines.append(" | ".join([load, *run]))
     cpu = env.get("cpu_during_run") or {}
     if cpu:

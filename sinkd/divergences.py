@@ -12,6 +12,14 @@ from collections.abc import Callable
 
 import torch
 
+from sinkd.validation import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_logits,
+    check_number,
+)
+
 __all__ = ["DIVERGENCES", "divergence"]
 
 _LOG2 = math.log(2.0)
@@ -89,7 +97,7 @@ def _log_probs(logits: torch.Tensor, temperature: float, dtype: torch.dtype) -> 
     """Stable log_softmax(logits / temperature) in ``dtype``, finite for finite logits."""
     z = logits.to(dtype) / temperature
     big = torch.finfo(dtype).max
-    z = torch.nan_to_num(z, posinf=big, neginf=-big)  # logits / temperature overflowed
+    z = torch.nan_to_num(z, nan=math.nan, posinf=big, neginf=-big)  # logits / T overflowed
     z = z - z.amax(-1, keepdim=True).detach()  # shift invariant; may reach -inf ...
     return torch.log_softmax(z.clamp_min(-big / 4), -1)  # ... so clamp, where p == 0 anyway
 
@@ -103,6 +111,7 @@ def divergence(
     reduction: str = "batchmean",
     skew: float = 0.1,
     beta: float = 0.5,
+    checks: bool = True,
 ) -> torch.Tensor:
     r"""Divergence between the tempered softmax distributions of teacher and student logits.
 
@@ -154,6 +163,9 @@ def divergence(
         Skew :math:`\alpha \in [0, 1]` for ``skew_kl`` / ``skew_rkl`` (0 gives ``kl`` / ``rkl``).
     beta : float, default 0.5
         Weight :math:`\beta \in [0, 1]` for ``gjsd``.
+    checks : bool, default True
+        Check that the logits are finite (reads one number back from their device);
+        ``checks=False`` makes no host synchronisation.
 
     Returns
     -------
@@ -181,29 +193,21 @@ def divergence(
     .. [5] Wen, Li, Du, Mou (2023). f-Divergence minimization for sequence-level knowledge
        distillation. ACL.
     """
-    if name not in _FUNCS:
-        raise ValueError(f"name must be one of {DIVERGENCES}, got {name!r}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {tuple(_REDUCTIONS)}, got {reduction!r}")
-    temperature, skew, beta = float(temperature), float(skew), float(beta)
-    if not (math.isfinite(temperature) and temperature > 0.0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
-    if not 0.0 <= skew <= 1.0:
-        raise ValueError(f"skew must lie in [0, 1], got {skew}")
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta must lie in [0, 1], got {beta}")
-    for arg, x in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise ValueError(f"{arg} must be a floating-point torch.Tensor")
-        if x.dim() == 0 or x.shape[-1] == 0:
-            raise ValueError(f"{arg} must have shape (..., C) with C >= 1, got {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{arg} must be finite (found NaN or Inf)")
+    name = check_choice("name", name, DIVERGENCES)
+    reduction = check_choice("reduction", reduction, tuple(_REDUCTIONS))
+    temperature = check_number("temperature", temperature, low=0, low_open=True)
+    skew = check_number("skew", skew, low=0, high=1)
+    beta = check_number("beta", beta, low=0, high=1)
+    check_logits("student_logits", student_logits, ndim=None)
+    check_logits("teacher_logits", teacher_logits, ndim=None)
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f"student_logits and teacher_logits must have the same shape, got "
             f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
         )
+    if check_bool("checks", checks):
+        check_finite("student_logits", student_logits)
+        check_finite("teacher_logits", teacher_logits)
     out_dtype = torch.promote_types(student_logits.dtype, teacher_logits.dtype)
     dtype = torch.float32 if torch.finfo(out_dtype).bits < 32 else out_dtype
     ls = _log_probs(student_logits, temperature, dtype)

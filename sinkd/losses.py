@@ -14,21 +14,37 @@ mass 1 each), not the classes. With the defaults (tau = 2, lambda = 0.1, T = 20,
 unit marginals, L1 cost, gradients unrolled through all T iterations) this is the reference term
 exactly. Unlike the reference code, the teacher never receives gradients and the temperature
 argument is honoured.
+
+:class:`SinKDLoss` is the training path: its options are checked once, at construction, and its
+forward and backward never read a value back from the device (no host synchronisation), so a
+GPU step never waits for the host. :func:`sinkd_loss` checks that the logits are finite on every
+call (``checks=False`` switches that off).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sinkd.sinkhorn import GRADS, METHODS, sinkhorn
+from sinkd.sinkhorn import GRADS, METHODS, kernel_is_safe, sinkhorn
+from sinkd.validation import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_logits,
+    check_number,
+)
 
 COSTS = ("l1", "l2", "sq_l2")
 MARGINALS = ("unit", "uniform")
 LEVELS = ("batch", "class")
+# the largest distance between two probability vectors: it decides "auto" without reading D
+COST_BOUNDS = {"l1": 2.0, "l2": math.sqrt(2.0), "sq_l2": 2.0}
 
 
 def pairwise_cost(p: Tensor, q: Tensor, cost: str = "l1") -> Tensor:
@@ -37,79 +53,119 @@ def pairwise_cost(p: Tensor, q: Tensor, cost: str = "l1") -> Tensor:
     "l1" is sum_c |p_ic - q_jc| (SinKD), "l2" the Euclidean distance, "sq_l2" its square.
     Computed without the matmul shortcut, so it is exact to round-off.
     """
-    if cost not in COSTS:
-        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    check_choice("cost", cost, COSTS)
     if cost == "l1":
         return torch.cdist(p, q, p=1.0)
     dist = torch.cdist(p, q, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
     return dist if cost == "l2" else dist.square()
 
 
-def _check(student_logits, teacher_logits, reg, n_iters, temperature, scale, marginals, cost,
-           method, grad, level, class_cost, debiased) -> None:
-    if not isinstance(debiased, bool):
-        raise ValueError(f"debiased must be True or False, got {debiased!r}")
-    for name, x in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name} must be a tensor of shape (N, C), N, C >= 1, got {shape}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} must be finite: it contains NaN or Inf")
+@dataclass(frozen=True)
+class _Options:
+    """The loss's options, checked (pure Python: nothing is read from a device)."""
+
+    reg: float
+    n_iters: int
+    temperature: float
+    scale: float
+    marginals: str
+    cost: str
+    method: str
+    grad: str
+    level: str
+    debiased: bool
+
+
+def _options(reg, n_iters, temperature, scale, marginals, cost, method, grad, level, debiased,
+             class_cost) -> _Options:
+    options = _Options(
+        reg=check_number("reg", reg, low=0, low_open=True),
+        n_iters=check_int("n_iters", n_iters, low=1),
+        temperature=check_number("temperature", temperature, low=0, low_open=True),
+        scale=check_number("scale", scale, low=0),
+        marginals=check_choice("marginals", marginals, MARGINALS),
+        cost=check_choice("cost", cost, COSTS),
+        method=check_choice("method", method, METHODS),
+        grad=check_choice("grad", grad, GRADS),
+        level=check_choice("level", level, LEVELS),
+        debiased=check_bool("debiased", debiased),
+    )
+    if options.level == "class" and options.grad == "envelope":
+        raise ValueError("grad='envelope' is not available with level='class': there the "
+                         "student enters through the masses, not the cost; use grad='unrolled'")
+    if class_cost is not None:
+        if options.level != "class":
+            raise ValueError(f"class_cost is only used with level='class', got level "
+                             f"{options.level!r}")
+        if not isinstance(class_cost, Tensor) or class_cost.dim() != 2 or (
+                class_cost.shape[0] != class_cost.shape[1]) or class_cost.shape[0] == 0:
+            raise ValueError(f"class_cost must be a tensor of shape (C, C), got "
+                             f"{tuple(getattr(class_cost, 'shape', ())) or class_cost!r}")
+    return options
+
+
+def _check_pair(student_logits: Tensor, teacher_logits: Tensor,
+                class_cost: Tensor | None) -> None:
+    """Shapes and dtypes, in Python."""
+    check_logits("student_logits", student_logits)
+    check_logits("teacher_logits", teacher_logits)
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student_logits {tuple(student_logits.shape)} and teacher_logits "
-            f"{tuple(teacher_logits.shape)} must have the same shape (N, C)"
-        )
-    for name, value in (("temperature", temperature), ("reg", reg)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
-    if isinstance(n_iters, bool) or not isinstance(n_iters, int) or n_iters < 1:
-        raise ValueError(f"n_iters must be an integer >= 1, got {n_iters!r}")
-    for name, value, allowed in (("marginals", marginals, MARGINALS), ("cost", cost, COSTS),
-                                 ("method", method, METHODS), ("grad", grad, GRADS),
-                                 ("level", level, LEVELS)):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    if level == "class" and grad == "envelope":
-        raise ValueError(
-            "grad='envelope' is not available with level='class': there the student enters "
-            "through the masses, not the cost; use grad='unrolled'"
-        )
-    _check_class_cost(class_cost, level, student_logits.shape[1])
+        raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+                         f"{tuple(teacher_logits.shape)} must have the same shape (N, C)")
+    n_classes = student_logits.shape[1]
+    if class_cost is not None and class_cost.shape[0] != n_classes:
+        raise ValueError(f"class_cost must have shape (C, C) = ({n_classes}, {n_classes}) to "
+                         f"match the logits, got {tuple(class_cost.shape)}")
 
 
-def _check_class_cost(class_cost, level: str, n_classes: int | None) -> None:
-    """class_cost is a square (C, C) tensor used with level='class' (C unknown: any square)."""
-    if class_cost is None:
-        return
-    if level != "class":
-        raise ValueError("class_cost is only used with level='class'")
-    square = isinstance(class_cost, Tensor) and class_cost.dim() == 2 and (
-        class_cost.shape[0] == class_cost.shape[1])
-    if not square or (n_classes is not None and class_cost.shape[0] != n_classes):
-        expected = f"({n_classes}, {n_classes})" if n_classes is not None else "(C, C)"
-        raise ValueError(f"class_cost must be a tensor of shape (C, C) = {expected}, got "
-                         f"{getattr(class_cost, 'shape', class_cost)!r}")
+def _method(o: _Options, bound: float | None, dtype: torch.dtype) -> str:
+    """The method "auto" stands for, decided from a known bound of the cost (None: unknown)."""
+    if o.method != "auto":
+        return o.method
+    return "kernel" if bound is not None and kernel_is_safe(bound, o.reg, dtype) else "log"
 
 
-def _transport_cost(p_s, p_t, *, reg, n_iters, marginals, cost, method, grad, level, class_cost):
+def _transport_cost(p_s: Tensor, p_t: Tensor, o: _Options, class_cost: Tensor | None,
+                    class_bound: float | None, checks: bool) -> Tensor:
     """<P, D> for one pair of probability batches (N, C), reduced to a scalar."""
     n, n_classes = p_s.shape
-    if level == "batch":
-        D = pairwise_cost(p_s, p_t, cost)  # (N, N)
-        mass = torch.full((n,), 1.0 if marginals == "unit" else 1.0 / n,
+    solve = dict(n_iters=o.n_iters, tol=0, grad=o.grad, checks=checks)
+    if o.level == "batch":
+        D = pairwise_cost(p_s, p_t, o.cost)  # (N, N)
+        mass = torch.full((n,), 1.0 if o.marginals == "unit" else 1.0 / n,
                           dtype=p_s.dtype, device=p_s.device)
-        return sinkhorn(mass, mass, D, reg, n_iters=n_iters, tol=0, method=method,
-                        grad=grad).cost
+        method = _method(o, COST_BOUNDS[o.cost], p_s.dtype)
+        return sinkhorn(mass, mass, D, o.reg, method=method, **solve).cost
     # class level (as in WKD): one OT problem per sample between its two class distributions
     if class_cost is None:  # 0/1 cost between classes: exact OT is the total variation
-        class_cost = 1.0 - torch.eye(n_classes, dtype=p_s.dtype, device=p_s.device)
+        class_cost, class_bound = 1.0 - torch.eye(n_classes, dtype=p_s.dtype,
+                                                  device=p_s.device), 1.0
     M = class_cost.to(p_s).expand(n, n_classes, n_classes)  # (N, C, C)
-    per_sample = sinkhorn(p_s, p_t, M, reg, n_iters=n_iters, tol=0, method=method,
-                          grad=grad).cost  # (N,)
-    return per_sample.sum() if marginals == "unit" else per_sample.mean()
+    method = _method(o, class_bound, p_s.dtype)
+    per_sample = sinkhorn(p_s, p_t, M, o.reg, method=method, **solve).cost  # (N,)
+    return per_sample.sum() if o.marginals == "unit" else per_sample.mean()
+
+
+def _term(student_logits: Tensor, teacher_logits: Tensor, o: _Options,
+          class_cost: Tensor | None, class_bound: float | None, checks: bool) -> Tensor:
+    out_dtype = student_logits.dtype
+    compute = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
+    p_s = F.softmax(student_logits.to(compute) / o.temperature, dim=-1)  # (N, C)
+    p_t = F.softmax(teacher_logits.detach().to(compute) / o.temperature, dim=-1)  # (N, C)
+    args = (o, class_cost, class_bound, checks)
+    value = _transport_cost(p_s, p_t, *args)
+    if o.debiased:
+        value = (value - 0.5 * _transport_cost(p_s, p_s, *args)
+                 - 0.5 * _transport_cost(p_t, p_t, *args).detach())
+    return (o.scale * value).to(out_dtype)
+
+
+def _class_cost_bound(class_cost: Tensor | None) -> float | None:
+    """max |class_cost| (a read-back), after checking that it is finite."""
+    if class_cost is None:
+        return None
+    check_finite("class_cost", class_cost)
+    return float(class_cost.detach().abs().max())
 
 
 def sinkd_loss(
@@ -127,6 +183,7 @@ def sinkd_loss(
     level: str = "batch",
     class_cost: Tensor | None = None,
     debiased: bool = False,
+    checks: bool = True,
 ) -> Tensor:
     r"""The SinKD term: scale * <P, D> between student and teacher predictions of a batch.
 
@@ -143,7 +200,7 @@ def sinkd_loss(
     Parameters
     ----------
     student_logits : tensor, shape (N, C)
-        Student logits; gradients flow to them.
+        Student logits (floating point); gradients flow to them.
     teacher_logits : tensor, shape (N, C)
         Teacher logits; detached here, the teacher never receives gradients.
     reg : float
@@ -158,8 +215,12 @@ def sinkd_loss(
         "unit": mass 1 per sample, total N (reference, a sum); "uniform": 1/N each (a mean).
     cost : {"l1", "l2", "sq_l2"}
         Distance between probability vectors (level "batch"); reference "l1".
-    method, grad : str
-        Passed to :func:`sinkd.sinkhorn` ("auto"/"kernel"/"log", "unrolled"/"envelope").
+    method : {"auto", "kernel", "log"}
+        As in :func:`sinkd.sinkhorn`; "auto" is decided from the known bound of the cost
+        (``COST_BOUNDS``: l1 and sq_l2 <= 2, l2 <= sqrt 2; 1 for the default class cost), not
+        from D's values, so it never reads D back.
+    grad : {"unrolled", "envelope"}
+        As in :func:`sinkd.sinkhorn`.
     level : {"batch", "class"}
         "batch": transport between the samples of the batch (SinKD). "class": per sample,
         transport between the student's and the teacher's class distributions over
@@ -170,6 +231,11 @@ def sinkd_loss(
         Return the debiased form OT(s, t) - OT(s, s) / 2 - OT(t, t) / 2, zero when the student
         equals the teacher (the plain term is not: entropic blur). Each OT is the same transport
         cost as the plain term; unlike Feydy's Sinkhorn divergence it is not guaranteed >= 0.
+    checks : bool
+        Check that the logits (and ``class_cost``) are finite, a clear error for NaN logits,
+        which reads one number back from the device. ``checks=False`` reads nothing back (no
+        host synchronisation): "log" then runs plain log-sum-exp iterations (the same values),
+        and "auto" with a user ``class_cost`` runs "log". :class:`SinKDLoss` runs this way.
 
     Returns
     -------
@@ -193,24 +259,25 @@ def sinkd_loss(
     .. [3] J. Lv et al., "Wasserstein Distance Rivals Kullback-Leibler Divergence for Knowledge
        Distillation" (WKD), NeurIPS 2024 (class-level transport).
     """
-    _check(student_logits, teacher_logits, reg, n_iters, temperature, scale, marginals, cost,
-           method, grad, level, class_cost, debiased)
-    out_dtype = student_logits.dtype
-    compute = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
-    p_s = F.softmax(student_logits.to(compute) / temperature, dim=-1)  # (N, C)
-    p_t = F.softmax(teacher_logits.detach().to(compute) / temperature, dim=-1)  # (N, C)
-    options = dict(reg=float(reg), n_iters=n_iters, marginals=marginals, cost=cost,
-                   method=method, grad=grad, level=level, class_cost=class_cost)
-    value = _transport_cost(p_s, p_t, **options)
-    if debiased:
-        value = value - 0.5 * _transport_cost(p_s, p_s, **options) - 0.5 * _transport_cost(
-            p_t, p_t, **options
-        ).detach()
-    return (scale * value).to(out_dtype)
+    o = _options(reg, n_iters, temperature, scale, marginals, cost, method, grad, level,
+                 debiased, class_cost)
+    checks = check_bool("checks", checks)
+    _check_pair(student_logits, teacher_logits, class_cost)
+    bound = None
+    if checks:
+        check_finite("student_logits", student_logits)
+        check_finite("teacher_logits", teacher_logits)
+        bound = _class_cost_bound(class_cost)
+    return _term(student_logits, teacher_logits, o, class_cost, bound, checks)
 
 
 class SinKDLoss(nn.Module):
-    """:func:`sinkd_loss` as a module: options fixed at construction, ``forward(z_s, z_t)``.
+    """:func:`sinkd_loss` as a module: options checked once, at construction; ``forward(z_s, z_t)``
+    makes no host synchronisation (forward and backward).
+
+    ``class_cost`` is a buffer: ``.to(device)`` moves it with the module. Its finiteness and its
+    bound (for "auto") are read once, here. The logits are not checked for NaN or Inf per call
+    (that would read a value back); call :func:`sinkd_loss` for that.
 
     Examples
     --------
@@ -219,6 +286,8 @@ class SinKDLoss(nn.Module):
     torch.Size([])
     """
 
+    class_cost: Tensor | None
+
     def __init__(
         self, *, reg: float = 0.1, n_iters: int = 20, temperature: float = 2.0,
         scale: float = 1e-3, marginals: str = "unit", cost: str = "l1", method: str = "auto",
@@ -226,16 +295,15 @@ class SinKDLoss(nn.Module):
         debiased: bool = False,
     ) -> None:
         super().__init__()
-        self.options = dict(reg=reg, n_iters=n_iters, temperature=temperature, scale=scale,
-                            marginals=marginals, cost=cost, method=method, grad=grad,
-                            level=level, class_cost=class_cost, debiased=debiased)
-        # fail at construction, not at the first batch
-        _check(torch.zeros(1, 1), torch.zeros(1, 1), reg, n_iters, temperature, scale,
-               marginals, cost, method, grad, level, None, debiased)
-        _check_class_cost(class_cost, level, None)
+        self.options = _options(reg, n_iters, temperature, scale, marginals, cost, method, grad,
+                                level, debiased, class_cost)
+        self.register_buffer("class_cost", class_cost)
+        self.class_bound = _class_cost_bound(class_cost)
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
-        return sinkd_loss(student_logits, teacher_logits, **self.options)
+        _check_pair(student_logits, teacher_logits, self.class_cost)
+        return _term(student_logits, teacher_logits, self.options, self.class_cost,
+                     self.class_bound, checks=False)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.options.items() if k != "class_cost")
+        return ", ".join(f"{k}={v!r}" for k, v in vars(self.options).items())

@@ -13,7 +13,6 @@ The reference scripts use beta = 0.8 and per-task alpha and T (see the README).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sinkd.losses import SinKDLoss
+from sinkd.validation import check_bool, check_choice, check_int, check_logits, check_number
 
 KD_LOSSES = ("soft_ce", "kl")
 
@@ -48,12 +48,9 @@ def annealed_temperature(start: float, epoch: int, n_epochs: int) -> float:
     >>> [annealed_temperature(4.0, e, 4) for e in range(4)]
     [4.0, 3.0, 2.0, 1.0]
     """
-    if not math.isfinite(start) or start <= 0:
-        raise ValueError(f"start must be a finite temperature > 0, got {start!r}")
-    if n_epochs < 1 or not 0 <= epoch < n_epochs:
-        raise ValueError(
-            f"epoch must be in [0, n_epochs) with n_epochs >= 1, got {epoch}, {n_epochs}"
-        )
+    start = check_number("start", start, low=0, low_open=True)
+    n_epochs = check_int("n_epochs", n_epochs, low=1)
+    epoch = check_int("epoch", epoch, low=0, high=n_epochs - 1)
     if n_epochs == 1:
         return 1.0
     return start + (1.0 - start) * epoch / (n_epochs - 1)
@@ -61,11 +58,50 @@ def annealed_temperature(start: float, epoch: int, n_epochs: int) -> float:
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
             kind: str = "soft_ce", t_squared: bool = False) -> Tensor:
-    """Per-sample KD at ``temperature``, averaged over the batch; the teacher is detached."""
-    if kind not in KD_LOSSES:
-        raise ValueError(f"kind must be one of {KD_LOSSES}, got {kind!r}")
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    r"""Knowledge-distillation loss at ``temperature``, averaged over the batch.
+
+    .. math::
+        \mathrm{soft\_ce} = -\frac1N \sum_i \sum_c p^t_{ic} \log p^s_{ic}, \qquad
+        \mathrm{kl} = \frac1N \sum_i \mathrm{KL}(p^t_i \,\|\, p^s_i), \qquad
+        p = \mathrm{softmax}(z / T)
+
+    times :math:`T^2` when ``t_squared``. The two kinds have the same student gradient (they
+    differ by the teacher's entropy); the teacher is detached.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : tensor, shape (N, C)
+        Floating-point logits (float16 / bfloat16 are computed in float32).
+    temperature : float
+        KD temperature T > 0.
+    kind : {"soft_ce", "kl"}
+        The reference uses the soft cross-entropy.
+    t_squared : bool
+        Multiply by T^2 (Hinton et al.); the reference does not.
+
+    Returns
+    -------
+    tensor, shape ()
+
+    Examples
+    --------
+    >>> z = torch.tensor([[1.0, 0.0]])
+    >>> float(kd_loss(z, z, 1.0, "kl"))
+    0.0
+
+    References
+    ----------
+    .. [1] G. Hinton, O. Vinyals, J. Dean, "Distilling the Knowledge in a Neural Network",
+       NIPS Deep Learning Workshop 2015.
+    """
+    kind = check_choice("kind", kind, KD_LOSSES)
+    temperature = check_number("temperature", temperature, low=0, low_open=True)
+    t_squared = check_bool("t_squared", t_squared)
+    check_logits("student_logits", student_logits)
+    check_logits("teacher_logits", teacher_logits)
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+                         f"{tuple(teacher_logits.shape)} must have the same shape (N, C)")
     compute = _compute_dtype(student_logits)
     log_p_s = F.log_softmax(student_logits.to(compute) / temperature, dim=-1)  # (N, C)
     log_p_t = F.log_softmax(teacher_logits.detach().to(compute) / temperature, dim=-1)  # (N, C)
@@ -88,7 +124,14 @@ def distillation_objective(
     t_squared: bool = False,
     sinkhorn_term: SinKDLoss | None = None,
 ) -> ObjectiveTerms:
-    """(1 - alpha) CE + alpha KD_T + beta SinKD, with each part returned for logging.
+    r"""The SinKD recipe's loss, with each part returned for logging.
+
+    .. math::
+        \mathcal{L} = (1 - \alpha)\, \mathrm{CE}(z^s, y) + \alpha\, \mathrm{KD}_{T}(z^s, z^t)
+            + \beta\, \mathcal{L}_{\mathrm{SinKD}}(z^s, z^t)
+
+    with :math:`\mathrm{KD}_T` from :func:`kd_loss` and :math:`\mathcal{L}_{\mathrm{SinKD}}`
+    from ``sinkhorn_term`` (:class:`sinkd.SinKDLoss`).
 
     Parameters
     ----------
@@ -107,26 +150,42 @@ def distillation_objective(
     sinkhorn_term : SinKDLoss, optional
         The SinKD term's options; default ``SinKDLoss()`` (the reference term).
 
+    No step reads a value back from the device (no host synchronisation): the options are
+    checked in Python and the SinKD term is a :class:`SinKDLoss`, which does not check the
+    logits for NaN per call.
+
+    Returns
+    -------
+    ObjectiveTerms
+        ``total``, ``ce``, ``kd`` and ``sinkhorn``, scalar tensors in float32 for half-precision
+        logits, else in the logits' dtype.
+
     Examples
     --------
     >>> z = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
     >>> terms = distillation_objective(z, z, torch.tensor([0, 1]), alpha=0.5, beta=0.0)
     >>> bool(torch.isclose(terms.total, 0.5 * terms.ce + 0.5 * terms.kd))
     True
+
+    References
+    ----------
+    .. [1] X. Cui et al., "Sinkhorn Distance Minimization for Knowledge Distillation",
+       LREC-COLING 2024 (the objective and its weights).
+    .. [2] G. Hinton, O. Vinyals, J. Dean, "Distilling the Knowledge in a Neural Network", 2015.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    if not math.isfinite(beta) or beta < 0:
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    if kd not in KD_LOSSES:
-        raise ValueError(f"kd must be one of {KD_LOSSES}, got {kd!r}")
-    if not math.isfinite(kd_temperature) or kd_temperature <= 0:
-        raise ValueError(f"kd_temperature must be a finite number > 0, got {kd_temperature!r}")
+    alpha = check_number("alpha", alpha, low=0, high=1)
+    beta = check_number("beta", beta, low=0)
+    kd = check_choice("kd", kd, KD_LOSSES)
+    kd_temperature = check_number("kd_temperature", kd_temperature, low=0, low_open=True)
+    if sinkhorn_term is not None and not isinstance(sinkhorn_term, SinKDLoss):
+        raise ValueError(f"sinkhorn_term must be a SinKDLoss or None, got "
+                         f"{type(sinkhorn_term).__name__}")
     compute = _compute_dtype(student_logits)
-    ce = F.cross_entropy(student_logits.to(compute), labels)
     kd_value = kd_loss(student_logits, teacher_logits, kd_temperature, kd, t_squared)
+    ce = F.cross_entropy(student_logits.to(compute), labels)
     if beta > 0:
-        term = (sinkhorn_term or SinKDLoss())(student_logits, teacher_logits).to(compute)
+        term = (sinkhorn_term if sinkhorn_term is not None else SinKDLoss())(
+            student_logits, teacher_logits).to(compute)
     else:
         term = torch.zeros((), dtype=compute, device=student_logits.device)
     total = (1 - alpha) * ce + alpha * kd_value + beta * term

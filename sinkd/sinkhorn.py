@@ -1,4 +1,4 @@
-r"""Entropic optimal transport: the problem, the solver entry point and its result.
+r"""Entropic optimal transport: the solver's entry point, its checks and its result.
 
 The problem (Cuturi 2013) for masses :math:`a` (..., n) and :math:`b` (..., m) of equal total and
 a cost :math:`C` (..., n, m):
@@ -17,211 +17,146 @@ columns first, hence, iteration by iteration and to round-off::
 
     sinkhorn(a, b, C, reg, n_iters=T, tol=0).plan
         == ot.sinkhorn(b, a, C.T, reg, numItermax=T, stopThr=0).T
+
+The iterations themselves are in :mod:`sinkd.iterations`; this module turns the caller's
+arguments into a :class:`sinkd.iterations.Problem` and the final state into a
+:class:`SinkhornResult`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sinkd import _iterations, _numpy_iterations
+from sinkd import iterations
+from sinkd.iterations import NUMPY, TORCH, Problem, State
+from sinkd.problem import ArrayLike, Output, as_arrays, check_values, read
+from sinkd.validation import check_bool, check_choice, check_int, check_number
 
 METHODS = ("auto", "kernel", "log")
 GRADS = ("unrolled", "envelope")
+
+ArrayT = TypeVar("ArrayT", Tensor, np.ndarray)
 
 
 class SinkhornConvergenceWarning(UserWarning):
     """The marginal error was still above ``tol`` after ``n_iters`` iterations."""
 
 
-@dataclass(frozen=True, eq=False)
-class SinkhornResult:
-    """What :func:`sinkhorn` computed: tensors, or numpy arrays when the cost was not a tensor."""
+def kernel_is_safe(max_abs_cost: float, reg: float, dtype: torch.dtype | np.dtype) -> bool:
+    """Whether ``exp(-C / reg)`` and its scalings stay well inside ``dtype``'s range: what
+    ``method="auto"`` asks before it runs the kernel (about |C| / reg <= 354 in float64, 43.7 in
+    float32). The SinKD loss asks it with the known bound of its cost, without reading C."""
+    finfo = torch.finfo(dtype) if isinstance(dtype, torch.dtype) else np.finfo(dtype)
+    return max_abs_cost / reg <= 0.5 * -math.log(finfo.tiny)
 
-    plan: Tensor  # (..., n, m) transport plan after the last iteration
-    cost: Tensor  # (...,) transport cost <P, C>, without the entropy term
+
+@dataclass(frozen=True)
+class _Solved:
+    """What the derived fields of a result are computed from (on first access)."""
+
+    problem: Problem
+    state: State  # K dropped: numpy computes the plan in its place
+    plan: Any  # in the compute dtype
+    transport: Any
+    envelope: bool
+    output: Output
+
+
+@dataclass(frozen=True, eq=False)
+class SinkhornResult(Generic[ArrayT]):
+    """What :func:`sinkhorn` computed: tensors, or numpy arrays when the cost was not a tensor.
+
+    ``f``, ``g``, ``marginal_error`` and ``entropic_cost`` are computed on first access: the
+    SinKD loss needs only ``cost``.
+    """
+
+    plan: ArrayT  # (..., n, m) transport plan after the last iteration
+    cost: ArrayT  # (...,) transport cost <P, C>, without the entropy term
     n_iters: int  # iterations run
     converged: bool  # marginal_error <= tol everywhere (always False when tol = 0)
     method: str  # the method that ran: "kernel" or "log"
     reg: float
-    errors: Tensor | None = None  # (n_iters, ...) row-marginal L1 error after each iteration
-    f_history: Tensor | None = None  # (n_iters, ..., n) f after each iteration
-    g_history: Tensor | None = None  # (n_iters, ..., m) g after each iteration
-    cost_matrix: Tensor | None = None  # (..., n, m) the cost, kept for plan_at (return_log)
-    # f, g, marginal_error and entropic_cost are computed on first access: the SinKD loss needs
-    # only the cost, and at small n their ~20 tensor operations cost as much as the iterations
-    _state: dict | None = field(default=None, repr=False)  # what _derived needs (picklable)
+    errors: ArrayT | None = None  # (n_iters, ...) row-marginal L1 error after each iteration
+    f_history: ArrayT | None = None  # (n_iters, ..., n) f after each iteration
+    g_history: ArrayT | None = None  # (n_iters, ..., m) g after each iteration
+    cost_matrix: ArrayT | None = None  # (..., n, m) the cost, kept for plan_at (return_log)
+    _solved: _Solved | None = field(default=None, repr=False)
 
     @cached_property
-    def _extras(self) -> dict:
-        return _derived(**self._state)
+    def _derived(self) -> dict[str, ArrayT]:
+        s = self._solved
+        p, P, ops = s.problem, s.plan, s.problem.ops
+        quiet = np.errstate(all="ignore") if ops is NUMPY else contextlib.nullcontext()
+        with quiet:
+            f = iterations.potential(p, s.state.alpha, s.state.u)  # (..., n)
+            g = iterations.potential(p, s.state.beta, s.state.v)  # (..., m)
+            rows, cols = P.sum(-1), P.sum(-2)
+            error = abs(rows - p.a).sum(-1) + abs(cols - p.b).sum(-1)
+            # reg * sum P log P = sum P (f + g - C): exact, and finite where P underflows to 0
+            entropic = ((rows * ops.where(f > -math.inf, f, 0.0)).sum(-1)
+                        + (cols * ops.where(g > -math.inf, g, 0.0)).sum(-1))
+        if s.envelope:  # value of the entropic cost, gradient P (envelope theorem)
+            entropic = s.transport + (entropic - s.transport).detach()
+        return {name: s.output(x) for name, x in
+                dict(f=f, g=g, marginal_error=error, entropic_cost=entropic).items()}
 
     @property
-    def f(self) -> Tensor:
+    def f(self) -> ArrayT:
         """(..., n) row potential: P_ij = exp((f_i + g_j - C_ij) / reg); -inf where a_i = 0."""
-        return self._extras["f"]
+        return self._derived["f"]
 
     @property
-    def g(self) -> Tensor:
+    def g(self) -> ArrayT:
         """(..., m) column potential."""
-        return self._extras["g"]
+        return self._derived["g"]
 
     @property
-    def marginal_error(self) -> Tensor:
+    def marginal_error(self) -> ArrayT:
         """(...,) L1 error of the plan's rows plus L1 error of its columns."""
-        return self._extras["marginal_error"]
+        return self._derived["marginal_error"]
 
     @property
-    def entropic_cost(self) -> Tensor:
+    def entropic_cost(self) -> ArrayT:
         """(...,) <P, C> + reg * sum P log P: the objective minimised (exact for the plan)."""
-        return self._extras["entropic_cost"]
+        return self._derived["entropic_cost"]
 
-    def plan_at(self, t: int) -> Tensor:
+    def plan_at(self, t: int) -> ArrayT:
         """The plan after iteration ``t`` (1 <= t <= n_iters), from the recorded potentials.
 
         Needs ``return_log=True``. Costs one ``exp`` of an (n, m) matrix: the animation of a whole
         run never re-runs the solver.
         """
-        if self.f_history is None:
+        if self.f_history is None or self.g_history is None or self.cost_matrix is None:
             raise ValueError("plan_at needs the history: call sinkhorn(..., return_log=True)")
-        if not 1 <= t <= self.n_iters:
-            raise ValueError(f"t must be in [1, {self.n_iters}] (iterations run), got {t}")
+        t = check_int("t", t, low=1, high=self.n_iters)
         f, g, C = self.f_history[t - 1], self.g_history[t - 1], self.cost_matrix
         if isinstance(C, np.ndarray):
-            return np.exp((f[..., :, None] + g[..., None, :] - C) / self.reg)
+            with np.errstate(all="ignore"):
+                return np.exp((f[..., :, None] + g[..., None, :] - C) / self.reg)
         return torch.exp((f[..., :, None] + g[..., None, :] - C) / self.reg).to(self.plan.dtype)
 
 
-def _convert(x: Tensor, to_numpy: bool, dtype: torch.dtype, keep_dtype: bool = False):
-    """A result tensor as the caller gets it: numpy for numpy inputs, else in the input dtype."""
-    if to_numpy:
-        return x.detach().cpu().numpy()
-    return x if keep_dtype else x.to(dtype)
-
-
-def _derived(u, v, alpha, beta, a, b, P, transport, reg, envelope, convert, steps=None) -> dict:
-    """f, g, marginal_error and entropic_cost of a finished solve (computed on first access)."""
-    steps = steps or _iterations.TORCH
-    with steps.quiet():
-        f = steps.potential(alpha, u, reg)  # (..., n)
-        g = steps.potential(beta, v, reg)  # (..., m)
-        rows, cols = P.sum(-1), P.sum(-2)  # (..., n), (..., m)
-        marginal_error = abs(rows - a).sum(-1) + abs(cols - b).sum(-1)
-        # reg * sum P log P = sum P (f + g - C) exactly, finite even where P underflows to 0
-        entropic = (rows * steps.finite_or_zero(f)).sum(-1) + (
-            cols * steps.finite_or_zero(g)).sum(-1)
-    if envelope:
-        entropic = transport + (entropic - transport).detach()
-    return {name: convert(x) for name, x in
-            dict(f=f, g=g, marginal_error=marginal_error, entropic_cost=entropic).items()}
-
-
-def _check_options(reg, n_iters, tol, method, grad, return_log) -> float:
-    """reg as a float, or ValueError naming the bad option."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if grad not in GRADS:
-        raise ValueError(f"grad must be one of {GRADS}, got {grad!r}")
-    if not isinstance(return_log, bool):
-        raise ValueError(f"return_log must be True or False, got {return_log!r}")
-    if isinstance(n_iters, bool) or not isinstance(n_iters, (int, np.integer)) or n_iters < 1:
-        raise ValueError(f"n_iters must be an integer >= 1, got {n_iters!r}")
-    if isinstance(reg, Tensor) and reg.numel() == 1:
-        reg = reg.item()
-    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not math.isfinite(reg) or (
-            reg <= 0):
-        raise ValueError(f"reg must be a finite number > 0, got {reg!r}")
-    if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite number >= 0 (0 runs exactly n_iters), got {tol!r}")
-    return float(reg)
-
-
-def _validate(a, b, cost, grad, steps, reg):
-    """(a, b, cost) in the compute dtype, broadcast to one batch shape, max |cost|, whether
-    every mass is positive, and the kernel exp(-cost / reg) where the range pass computed it
-    (numpy; else None); or ValueError naming the bad argument. ``steps`` converts and reduces
-    (torch or numpy): one min/max reduction per argument, and the masses read back together."""
-    C = steps.as_array(cost, "cost", None)
-    if C.ndim < 2 or C.shape[-1] == 0 or C.shape[-2] == 0:
-        raise ValueError(f"cost must have shape (..., n, m) with n, m >= 1, got {tuple(C.shape)}")
-    # NaN if C has one; +-inf show up as the min or the max
-    low, high, K = steps.range_and_kernel(C, reg)
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError("cost must be finite: it contains NaN or Inf")
-    n, m = C.shape[-2:]
-    a = steps.full(n, 1.0 / n, C) if a is None else steps.as_array(a, "a", C)
-    b = steps.full(m, 1.0 / m, C) if b is None else steps.as_array(b, "b", C)
-    masses_positive = True
-    for x, name, size, what in ((a, "a", n, "rows"), (b, "b", m, "columns")):
-        if x.ndim < 1 or x.shape[-1] != size:
-            raise ValueError(
-                f"{name} must have shape (..., {size}) to match the {size} {what} of cost "
-                f"{tuple(C.shape)}, got {tuple(x.shape)}"
-            )
-        x_low, x_high = steps.value_range(x)
-        if not (math.isfinite(x_low) and math.isfinite(x_high)):
-            raise ValueError(f"{name} must be finite: it contains NaN or Inf")
-        if x_low < 0:
-            raise ValueError(f"{name} must be nonnegative: masses are in [0, inf)")
-        masses_positive = masses_positive and x_low > 0
-    if a.ndim > 1 or b.ndim > 1 or C.ndim > 2:  # a batch (one problem needs no broadcasting)
-        try:  # numpy's rule is torch's; torch.broadcast_shapes imports sympy on first use (~1 s)
-            batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], C.shape[:-2])
-        except ValueError:
-            raise ValueError(
-                f"batch shapes do not broadcast: a {tuple(a.shape)}, b {tuple(b.shape)}, "
-                f"cost {tuple(C.shape)}"
-            ) from None
-        a, b = steps.expand(a, (*batch, n)), steps.expand(b, (*batch, m))
-        if C.shape != (*batch, n, m):
-            C, K = steps.expand(C, (*batch, n, m)), None  # (the loop writes a full kernel)
-    # masses are compared at the precision they were given in (bfloat16 rounds at 4e-3)
-    given = cost.dtype if isinstance(cost, Tensor) and cost.is_floating_point() else C.dtype
-    rtol = (math.sqrt(steps.finfo(C).eps) if given == C.dtype
-            else 2 * torch.finfo(given).eps)
-    mass_a, mass_b = a.sum(-1), b.sum(-1)
-    if a.ndim == 1:  # one problem: two numbers, compared in Python
-        mass_a, mass_b = steps.floats(mass_a, mass_b)
-        positive = mass_a > 0
-        equal = abs(mass_a - mass_b) <= rtol * abs(mass_b)  # torch.allclose with atol = 0
-    else:
-        positive = bool((mass_a > 0).all())
-        equal = bool((abs(mass_a - mass_b) <= rtol * abs(mass_b)).all())
-    if not positive:
-        raise ValueError("a must have a positive total mass")
-    if not equal:
-        first_a, first_b = steps.floats(mass_a.reshape(-1)[0], mass_b.reshape(-1)[0]) if (
-            a.ndim > 1) else (mass_a, mass_b)
-        raise ValueError(
-            f"a and b must have equal total masses (relative tolerance {rtol:.1e}), got "
-            f"sum(a) = {first_a:.6g} and sum(b) = {first_b:.6g}"
-        )
-    if grad == "envelope" and (getattr(a, "requires_grad", False)
-                               or getattr(b, "requires_grad", False)):
-        raise ValueError(
-            "grad='envelope' differentiates with respect to cost only; a and b must not require "
-            "grad (use grad='unrolled')"
-        )
-    return a, b, C, max(-low, high), masses_positive, K
-
-
 def sinkhorn(
-    a,
-    b,
-    cost,
+    a: ArrayLike | None,
+    b: ArrayLike | None,
+    cost: ArrayLike,
     reg: float,
+    *,
     n_iters: int = 1000,
     tol: float = 1e-9,
     method: str = "auto",
     grad: str = "unrolled",
     return_log: bool = False,
+    checks: bool = True,
 ) -> SinkhornResult:
     r"""Solve entropic optimal transport by Sinkhorn's algorithm (rows, then columns).
 
@@ -248,14 +183,14 @@ def sinkhorn(
     a : tensor or array, shape (..., n), or None
         Row masses. None means uniform, 1/n each.
     b : tensor or array, shape (..., m), or None
-        Column masses. None means uniform, 1/m each.
+        Column masses. None means uniform, 1/m each. The totals of a and b must agree to the
+        precision they were given in (relative sqrt(eps) of the least precise float32 / float64
+        input, 2 eps for float16 / bfloat16).
     cost : tensor or array, shape (..., n, m)
-        Ground cost. Torch tensors stay on their device (float16 and bfloat16 are computed in
-        float32 and returned in the input dtype). numpy in gives numpy out: when no input is a
-        tensor, the iterations run in numpy (there is nothing to differentiate), without torch's
-        per-operation overhead; float16 arrays are computed and returned in float32. The first
-        numpy call in a process loads the compiled loop (numba, about 1 s; about 12 s the very
-        first time, while it compiles and caches it: ``make setup`` does that once).
+        Ground cost; a, b and cost broadcast over the batch dimensions. When one input is a
+        tensor the solver runs in torch (autograd, the cost's device; float16 and bfloat16 are
+        computed in float32 and returned in the input dtype); otherwise in numpy (numpy out;
+        float16 is computed and returned in float32). Results are tensors when ``cost`` is one.
     reg : float
         Entropic regularisation, > 0. Small values sharpen the plan towards exact OT.
     n_iters : int
@@ -265,9 +200,10 @@ def sinkhorn(
         POT). ``tol=0`` runs exactly ``n_iters`` iterations.
     method : {"auto", "kernel", "log"}
         "kernel" scales ``exp(-C / reg)``: fastest, underflows (NaN) when ``C / reg`` is large.
-        "log" is stabilised (absorbed potentials with exact log-domain fallback): stable for
-        any ``reg`` and dtype, about as fast where the kernel works. "auto" uses the kernel where
-        ``max |C| / reg`` is safely inside the dtype's range, else "log".
+        "log" is stabilised (absorbed potentials, exact log-domain redo of a block that
+        overflows): finite for any ``reg`` and dtype, about as fast where the kernel works.
+        "auto" uses the kernel where ``max |C| / reg`` is safely inside the dtype's range
+        (:func:`kernel_is_safe`), else "log".
     grad : {"unrolled", "envelope"}
         "unrolled" differentiates through every iteration (the reference behaviour).
         "envelope" treats the plan as constant: d cost / d C = P, no graph through the
@@ -275,6 +211,13 @@ def sinkhorn(
     return_log : bool
         Also record the potentials and row-marginal error after every iteration
         (``errors``, ``f_history``, ``g_history``, ``plan_at(t)``).
+    checks : bool
+        Check the values (cost and masses finite, masses nonnegative with equal positive
+        totals) and let "log" watch its scalings: both read numbers back from the device.
+        ``checks=False`` reads nothing back when ``tol=0`` (stopping on ``tol`` reads the error
+        back every 10 iterations), so a training step on a GPU never waits for the host: no
+        value checks, "log" runs plain log-sum-exp iterations (the same iterates, slower), and
+        "auto" runs "log" (it cannot look at max |C|).
 
     Returns
     -------
@@ -303,55 +246,62 @@ def sinkhorn(
     --------
     sinkd.sinkd_loss : the batch-wise SinKD term built on this solver.
     """
-    reg = _check_options(reg, n_iters, tol, method, grad, return_log)
-    arrays = _numpy_iterations.numpy_inputs(a, b, cost)
-    if arrays is not None:  # numpy in, numpy out, nothing to differentiate: no torch overhead
-        steps = _numpy_iterations.NUMPY
-        a, b, cost = arrays
-        convert = _numpy_iterations.as_output
-    else:
-        steps = _iterations.TORCH
-    with steps.quiet():
-        a_x, b_x, C, extent, masses_positive, K = _validate(a, b, cost, grad, steps, reg)
-        envelope = grad == "envelope" and arrays is None
-        if arrays is None:
-            floating_in = isinstance(cost, Tensor) and cost.is_floating_point()
-            convert = partial(_convert, to_numpy=not isinstance(cost, Tensor),
-                              dtype=cost.dtype if floating_in else C.dtype)
-        # the kernel and its scalings must stay well inside the dtype's range
-        kernel_safe = extent / reg <= 0.5 * -math.log(steps.finfo(C).tiny)  # 354 f64, 43.7 f32
-        chosen = method if method != "auto" else ("kernel" if kernel_safe else "log")
+    reg = check_number("reg", reg, low=0, low_open=True)
+    n_iters = check_int("n_iters", n_iters, low=1)
+    tol = check_number("tol", tol, low=0)
+    method = check_choice("method", method, METHODS)
+    grad = check_choice("grad", grad, GRADS)
+    return_log = check_bool("return_log", return_log)
+    checks = check_bool("checks", checks)
+    torch_path = any(isinstance(x, Tensor) for x in (a, b, cost))
+    arrays = as_arrays(a, b, cost, torch_path)
+    C, a, b, output = arrays.C, arrays.a, arrays.b, arrays.output
+    ops = TORCH if torch_path else NUMPY
+    envelope = grad == "envelope" and torch_path
+    if envelope and (a.requires_grad or b.requires_grad):
+        raise ValueError("grad='envelope' differentiates with respect to cost only; a and b must "
+                         "not require grad (use grad='unrolled')")
+    quiet = np.errstate(all="ignore") if ops is NUMPY else contextlib.nullcontext()
+    with quiet:
+        values = check_values(arrays) if checks else None  # None: nothing known
+        if method == "auto":
+            safe = values is not None and kernel_is_safe(values.max_abs_cost, reg, C.dtype)
+            chosen = "kernel" if safe else "log"
+        else:
+            chosen = method
+        finfo = torch.finfo(C.dtype) if torch_path else np.finfo(C.dtype)
+        problem = Problem(C=C.detach() if envelope else C, a=a, b=b, reg=reg, ops=ops,
+                          tiny=float(finfo.tiny), log_max=math.log(float(finfo.max)),
+                          zero_mass=values is None or values.zero_mass)
+        log_step = iterations.stabilised_step if checks else iterations.log_step
 
-        def solve(stabilized: bool, K=None):
-            loop = steps.iterate(C, a_x, b_x, reg, n_iters, tol, stabilized, return_log, envelope,
-                                 masses_positive, K)
-            return (loop, *steps.plan_and_transport(loop, C, envelope))
+        def solve(step: iterations.Step):
+            with torch.no_grad() if envelope else contextlib.nullcontext():
+                run = iterations.iterate(problem, step, n_iters, tol, return_log)
+                P = ops.plan(run.state.u, run.state.K, run.state.v)
+            return run, P, ops.transport(P, C)  # envelope: d/dC = P
 
-        loop, P, transport = solve(chosen == "log", K)  # (the plan overwrites K)
-        # C is finite, so a finite <P, C> means a finite plan unless the sum overflowed
-        if method == "auto" and chosen == "kernel" and not (
-                steps.all_finite(transport) or steps.all_finite(P)):
-            chosen = "log"  # the range estimate was too optimistic: redo it stably
-            loop, P, transport = solve(True)
-
+        run, P, transport = solve(iterations.kernel_step if chosen == "kernel" else log_step)
+        if method == "auto" and chosen == "kernel" and not np.isfinite(read(transport.max())[0]):
+            chosen = "log"  # the range estimate was too optimistic (huge masses): redo it stably
+            run, P, transport = solve(log_step)
         converged = False
         if tol > 0:
-            row_error = abs(P.sum(-1) - a_x).sum(-1)
-            converged = bool((row_error <= tol).all())
+            error = read(abs(P.sum(-1) - a).sum(-1).max())[0]
+            converged = error <= tol
     if tol > 0 and not converged:
-        warnings.warn(
-            f"sinkhorn did not converge: row-marginal error {row_error.max().item():.2e} > "
-            f"tol {tol:.1e} after {loop.n_iters} iterations; raise n_iters or reg",
-            SinkhornConvergenceWarning,
-            stacklevel=2,
-        )
-
-    state = dict(u=loop.u, v=loop.v, alpha=loop.alpha, beta=loop.beta, a=a_x, b=b_x, P=P,
-                 transport=transport, reg=reg, envelope=envelope, convert=convert, steps=steps)
-    # the history stays in the compute dtype: plan_at rebuilds plans from it accurately
-    history = ({k: convert(x, keep_dtype=True) for k, x in steps.history(loop, C).items()}
-               if return_log else {})
+        warnings.warn(f"sinkhorn did not converge: row-marginal error {error:.2e} > tol "
+                      f"{tol:.1e} after {run.n_iters} iterations; raise n_iters or reg",
+                      SinkhornConvergenceWarning, stacklevel=2)
+    history = {}
+    if return_log:
+        history = dict(errors=ops.stack(run.errors), f_history=ops.stack(run.f_history),
+                       g_history=ops.stack(run.g_history), cost_matrix=C)
+        history = {k: output(x.detach() if torch_path else x, keep_dtype=True)
+                   for k, x in history.items()}
+    state = State(run.state.alpha, run.state.beta, run.state.u, run.state.v, None)
     return SinkhornResult(
-        plan=convert(P), cost=convert(transport), n_iters=loop.n_iters, converged=converged,
-        method=chosen, reg=reg, _state=state, **history,
+        plan=output(P), cost=output(transport), n_iters=run.n_iters, converged=converged,
+        method=chosen, reg=reg, **history,
+        _solved=_Solved(problem, state, P, transport, envelope, output),
     )

@@ -28,14 +28,20 @@ from torch import Tensor
 T = TypeVar("T")
 
 
+def _bound(x: float) -> str:
+    """A bound as text: integers exactly (2147483647, not 2.14748e+09), other numbers short."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 2**63 else f"{x:g}"
+
+
 def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     """The allowed range as text: '> 0', '>= 1', 'in [0, 1]', 'in (0, 100]'."""
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        return f"in {left}{_bound(low)}, {_bound(high)}{right}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
+        return f"{'>' if low_open else '>='} {_bound(low)}"
     if high is not None:
-        return f"{'<' if high_open else '<='} {high:g}"
+        return f"{'<' if high_open else '<='} {_bound(high)}"
     return ""
 
 
@@ -92,19 +98,20 @@ def check_choice(name: str, value: T, allowed: Collection[T]) -> T:
     return value
 
 
-def check_logits(name: str, x: Any, *, ndim: int = 2) -> Tensor:
-    """``x`` if it is a real floating tensor of ``ndim`` dimensions, none of them empty.
+def check_logits(name: str, x: Any, *, ndim: int | None = 2) -> Tensor:
+    """``x`` if it is a real floating tensor of ``ndim`` dimensions (None: any number >= 1, the
+    classes last), none of them empty. Shapes and dtypes only: nothing is read back.
 
     Integer and bool logits are rejected rather than silently promoted: a loss of integer
     logits would be computed in a dtype the caller did not choose.
     """
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch tensor, got {type(x).__name__}")
-    shape = "(N, C)" if ndim == 2 else f"{ndim} dimensions"
-    if x.dim() != ndim or 0 in x.shape:
+    shape = {None: "(..., C)", 2: "(N, C)"}.get(ndim, f"{ndim} dimensions")
+    if (x.dim() < 1 if ndim is None else x.dim() != ndim) or 0 in x.shape:
         raise ValueError(f"{name} must have shape {shape} with no empty dimension, "
                          f"got {tuple(x.shape)}")
-    if not x.is_floating_point():
+    if not x.is_floating_point():  # (complex tensors are not floating point either)
         raise ValueError(f"{name} must be a floating-point tensor (float16/bfloat16/float32/"
                          f"float64), got {x.dtype}")
     return x

@@ -5,7 +5,7 @@ Each field carries its default and the reason for it. ``key=value`` overrides
 (:meth:`DistillConfig.from_overrides`) are converted to the field's type, like nanoGPT's
 ``configurator.py`` without ``exec``; :meth:`DistillConfig.validate` checks every field with
 :mod:`sinkd.validation`, so a bad value is reported as everywhere in the library: the field, what
-it allows and the value (``steps must be an integer in [1, 1e+07], got 0``). The whole config is
+it allows and the value (``steps must be an integer in [1, 10000000], got 0``). The whole config is
 stored in every run record.
 """
 

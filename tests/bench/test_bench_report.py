@@ -73,9 +73,9 @@ def test_strict_exits_1_only_when_a_target_failed_in_some_run(capsys):
 
 
 def test_strict_run_of_a_real_section_matches_its_fail_count():
-    """`python -m sinkd bench --quick --section batched --strict` really runs the section; its
-    exit code is 1 exactly when its table reports a FAIL."""
-    out = subprocess.run([sys.executable, "-m", "sinkd", "bench", "--quick", "--section",
+    """`python -m bench --quick --section batched --strict` really runs the section; its exit
+    code is 1 exactly when its table reports a FAIL."""
+    out = subprocess.run([sys.executable, "-m", "bench", "--quick", "--section",
                           "batched", "--strict"], capture_output=True, text=True, timeout=300)
     assert "Targets:" in out.stdout
     failed = " 0 FAIL" not in out.stdout

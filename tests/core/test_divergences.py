@@ -256,6 +256,11 @@ _BAD = [
     ({"student_logits": torch.tensor([[0.0, math.nan, 1.0]] * 2)}, "student_logits"),
     ({"teacher_logits": torch.tensor([[0.0, math.inf, 1.0]] * 2)}, "teacher_logits"),
     ({"student_logits": torch.tensor([[0.0, -math.inf, 1.0]] * 2)}, "student_logits"),
+    ({"student_logits": torch.zeros(2, 3, dtype=torch.long)},
+     r"student_logits must be a floating-point tensor .*got torch\.int64"),
+    ({"student_logits": torch.zeros(0, 3), "teacher_logits": torch.zeros(0, 3)},
+     r"student_logits must have shape \(\.\.\., C\) with no empty dimension, got \(0, 3\)"),
+    ({"checks": "yes"}, "checks must be True or False"),
 ]
 
 
@@ -265,6 +270,15 @@ def test_bad_input_raises(kwargs, arg):
     call = {"name": "kl", "student_logits": _OK, "teacher_logits": _OK, **kwargs}
     with pytest.raises(ValueError, match=arg):
         divergence(**call)
+
+
+def test_checks_false_skips_only_the_finite_check():
+    """checks=False gives the checked value on finite logits, and no error (NaN) on NaN ones."""
+    s, t = _logits(20, 4, 3), _logits(21, 4, 3)
+    for name in DIVERGENCES:
+        assert divergence(name, s, t, checks=False).item() == divergence(name, s, t).item()
+    s[0, 0] = math.nan
+    assert torch.isnan(divergence("kl", s, t, checks=False))
 
 
 def test_unknown_name_lists_allowed():

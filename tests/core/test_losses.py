@@ -467,12 +467,20 @@ def _bad_inputs():
         ((z, z), {"grad": "envelope", "level": "class"}, "grad"),
         ((z, z), {"scale": -1e-3}, "scale"),
         ((z, z), {"debiased": 1}, "debiased"),
+        ((z, z), {"checks": 1}, "checks"),
+        ((z.long(), z), {}, r"student_logits must be a floating-point tensor .*got torch\.int64"),
+        ((z, z > 0), {}, r"teacher_logits must be a floating-point tensor .*got torch\.bool"),
+        ((z.to(torch.complex128), z), {}, "student_logits must be a floating-point tensor"),
+        ((z.numpy(), z), {}, "student_logits must be a torch tensor, got ndarray"),
+        ((z, z), {"level": "class", "class_cost": torch.full((3, 3), float("nan"))},
+         "class_cost must be finite"),
     ]
 
 
 @pytest.mark.parametrize("case", range(len(_bad_inputs())))
 def test_bad_input_raises_naming_the_argument(case):
-    """Each bad input raises ValueError whose message names the offending argument."""
+    """Each bad input raises ValueError whose message names the offending argument (integer,
+    bool and complex logits are refused, not promoted)."""
     args, options, name = _bad_inputs()[case]
     with pytest.raises(ValueError, match=name):
         sinkd_loss(*args, **options)
@@ -500,3 +508,68 @@ def test_pairwise_cost_rejects_unknown_cost():
     """pairwise_cost with an unknown cost raises ValueError naming 'cost'."""
     with pytest.raises(ValueError, match="cost"):
         pairwise_cost(torch.zeros(2, 3), torch.zeros(2, 3), "cosine")
+
+
+# ----------------------------------------------------------------------------------------------
+# checks, and the module's training path
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("options", [
+    {}, {"method": "log"}, {"reg": 0.01, "scale": 1.0}, {"level": "class"}, {"debiased": True},
+    {"level": "class", "class_cost": torch.abs(torch.arange(4.0)[:, None] - torch.arange(4.0))},
+])
+def test_checks_false_and_the_module_give_the_checked_value(options):
+    """sinkd_loss(checks=False) and SinKDLoss (no read-back: plain log-sum-exp where "log" runs)
+    give the value and gradient of the checked call, to 1e-12."""
+    z_s, z_t = _pair(6, 4, 17)
+    grads, values = [], []
+    for call in (lambda z: sinkd_loss(z, z_t, **options),
+                 lambda z: sinkd_loss(z, z_t, checks=False, **options),
+                 lambda z: SinKDLoss(**options)(z, z_t)):
+        z = z_s.clone().requires_grad_(True)
+        value = call(z)
+        value.backward()
+        values.append(value.item())
+        grads.append(z.grad)
+    for value, grad in zip(values[1:], grads[1:], strict=True):
+        _close(value, values[0])
+        assert torch.allclose(grad, grads[0], rtol=1e-10, atol=1e-15)
+
+
+def test_nan_logits_are_an_error_when_checked_and_nan_otherwise():
+    """NaN logits: sinkd_loss raises naming the argument; with checks=False, and in SinKDLoss,
+    the value is NaN (nothing was read back to notice)."""
+    z_s, z_t = _pair(4, 3, 2)
+    z_s[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="^student_logits must be finite"):
+        sinkd_loss(z_s, z_t)
+    assert torch.isnan(sinkd_loss(z_s, z_t, checks=False))
+    assert torch.isnan(SinKDLoss()(z_s, z_t))
+
+
+def test_module_class_cost_is_a_buffer_that_moves_with_the_module():
+    """SinKDLoss's class_cost is in its state_dict and follows .to(dtype); the moved module
+    gives the value of the functional call on the moved logits."""
+    M = torch.abs(torch.arange(3.0)[:, None] - torch.arange(3.0))
+    module = SinKDLoss(level="class", class_cost=M, scale=1.0)
+    assert "class_cost" in module.state_dict()
+    module = module.to(torch.float64)
+    assert module.class_cost.dtype == torch.float64
+    z_s, z_t = _pair(5, 3, 8)
+    _close(module(z_s, z_t).item(), sinkd_loss(z_s, z_t, level="class", class_cost=M.double(),
+                                               scale=1.0).item())
+
+
+@pytest.mark.parametrize("cost", ["l1", "l2", "sq_l2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auto_is_the_kernel_up_to_the_dtypes_range_else_log(cost, dtype):
+    """method="auto" (decided from the cost's bound between probability vectors) gives the
+    kernel's value where the kernel is finite, and the log method's value (finite) at a reg where
+    the kernel underflows."""
+    z_s, z_t = _pair(8, 3, 5, dtype=dtype)
+    for reg in (0.1, 1e-3):
+        auto = sinkd_loss(z_s, z_t, reg=reg, cost=cost, scale=1.0)
+        kernel = sinkd_loss(z_s, z_t, reg=reg, cost=cost, scale=1.0, method="kernel")
+        log = sinkd_loss(z_s, z_t, reg=reg, cost=cost, scale=1.0, method="log")
+        assert bool(torch.isfinite(auto))
+        want = kernel if bool(torch.isfinite(kernel)) else log
+        assert abs(auto.item() - want.item()) <= 1e-12 * max(1.0, abs(want.item()))

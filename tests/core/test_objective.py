@@ -256,3 +256,21 @@ def test_objective_bad_kd_names_the_callers_argument(options, name):
     z_s, z_t, y = _batch(seed=12)
     with pytest.raises(ValueError, match=name):
         distillation_objective(z_s, z_t, y, **options)
+
+
+@pytest.mark.parametrize("args,options,pattern", [
+    ((), {"sinkhorn_term": lambda s, t: s.sum()}, "sinkhorn_term must be a SinKDLoss or None"),
+    ((), {"t_squared": 1}, "t_squared must be True or False, got 1"),
+    (("int",), {}, r"student_logits must be a floating-point tensor .*got torch\.int64"),
+    (("short",), {}, r"student_logits \(8, 5\) and teacher_logits \(7, 5\) must have the same"),
+])
+def test_objective_bad_arguments_are_named(args, options, pattern):
+    """A bad sinkhorn_term, t_squared, integer logits or mismatched shapes: ValueError naming
+    the argument, what is allowed and what was given."""
+    z_s, z_t, y = _batch(seed=13)
+    if args == ("int",):
+        z_s = z_s.long()
+    if args == ("short",):
+        z_t = z_t[:7]
+    with pytest.raises(ValueError, match=pattern):
+        distillation_objective(z_s, z_t, y, **options)

@@ -73,7 +73,7 @@ def test_validate_accepts_defaults_and_range_edges():
 
 
 @pytest.mark.parametrize("field, value, allowed", [
-    ("steps", 0, "an integer in [1, 1e+07]"), ("alpha", 1.5, "a finite number in [0, 1]"),
+    ("steps", 0, "an integer in [1, 10000000]"), ("alpha", 1.5, "a finite number in [0, 1]"),
     ("reg", -1.0, "a finite number in (0, 100]"), ("device", "tpu", "one of ('auto', 'cpu'"),
     ("anneal_temperature", "yes", "True or False"), ("out", "", "a non-empty string"),
 ])

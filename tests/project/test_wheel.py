@@ -1,10 +1,11 @@
 """`sinkd` is an installable library: its wheel builds, installs elsewhere and works there.
 
 The wheel is built once per module from a copy of what the build needs (pyproject.toml,
-README.md, sinkd/; setuptools builds in the source tree, and the repository stays clean) with the
-venv's setuptools (no network: build isolation would download the backend), installed with ``pip install --target`` into a temporary folder;
-every check then runs a fresh interpreter from a directory outside the repository, with that
-folder first on ``PYTHONPATH``, so the repository's own ``sinkd/`` cannot be the one imported.
+README.md, sinkd/; setuptools builds in the source tree, and the repository stays clean) with
+the venv's setuptools (no network: build isolation would download the backend), installed with
+``pip install --target`` into a temporary folder; every check then runs a fresh interpreter
+from a directory outside the repository, with that folder first on ``PYTHONPATH``, so the
+repository's own ``sinkd/`` cannot be the one imported.
 """
 
 from __future__ import annotations
