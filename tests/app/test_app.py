@@ -38,6 +38,7 @@ def test_download_format_choice_is_kept():
     assert at.radio(key="image_format").value == "svg"
 
 
+@pytest.mark.parametrize("page_name", app_pages())
 def test_every_page_renders_inside_the_shell(page_name):
     """Each page, run alone as a copied link runs it, shows a title, the four menu groups with a
     link to every page, the shared sidebar radio, and no exception."""

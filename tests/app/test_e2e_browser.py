@@ -257,6 +257,7 @@ def test_deep_link_first_request_shows_shell_and_url_state(first_visit: dict[str
     assert seen["term"] == f"{history.sinkd_value:.6g}"
 
 
+@pytest.mark.parametrize("page_name", app_pages())
 def test_page_renders_in_browser(browser: BrowserContext, app_url: str, page_name: str):
     """A page opened by its URL finishes running: a title, the shell's menu and sidebar, no
     exception box, no console error."""
