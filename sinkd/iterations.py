@@ -160,15 +160,19 @@ class Problem:
     log_max: float  # log of its largest number
     zero_mass: bool = True  # some mass is 0 (or not known to be positive)
 
-    @cached_property
-    def log_a(self) -> Array:
-        return self.ops.where(self.a > 0, self.ops.log(self.ops.where(self.a > 0, self.a, 1.0)),
+    def safe_log(self, x: Array) -> Array:
+        """log(x) with log(0) = -inf, and a finite gradient there (a zero mass or scaling)."""
+        positive = x > 0
+        return self.ops.where(positive, self.ops.log(self.ops.where(positive, x, 1.0)),
                               -math.inf)
 
     @cached_property
+    def log_a(self) -> Array:
+        return self.safe_log(self.a)
+
+    @cached_property
     def log_b(self) -> Array:
-        return self.ops.where(self.b > 0, self.ops.log(self.ops.where(self.b > 0, self.b, 1.0)),
-                              -math.inf)
+        return self.safe_log(self.b)
 
 
 @dataclass(frozen=True)
@@ -188,9 +192,7 @@ Step = Callable[[Problem, State, int], State]
 def potential(p: Problem, absorbed: Array | float, scaling: Array) -> Array:
     """absorbed + reg * log(scaling): the dual potential; -inf where the scaling is 0 (a zero
     mass), with a finite gradient there."""
-    positive = scaling > 0
-    merged = absorbed + p.reg * p.ops.log(p.ops.where(positive, scaling, 1.0))
-    return p.ops.where(positive, merged, -math.inf)
+    return absorbed + p.reg * p.safe_log(scaling)  # a zero scaling gives -inf
 
 
 def restart(p: Problem, alpha: Array, beta: Array) -> State:
