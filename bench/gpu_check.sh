@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The GPU path in a few minutes: teacher fine-tune, then three recipes (CE, KD, SinKD) on CUDA
-# with bfloat16 autocast, then the student-step bench on the GPU; prints throughput.
+# with bfloat16 autocast, then the student-step bench on the GPU; prints throughput. Then the
+# data-parallel path through torchrun on every GPU present (NPROC, default: all; one GPU is world
+# size 1): a SinKD distillation with the global-batch term, and bench/ddp_step.py (samples/s of CE,
+# KD and SinKD students, the SinKD/KD step-time ratio, peak memory, global vs local term).
 #
 #   bash bench/gpu_check.sh            # from the repository root, on a machine with a CUDA GPU
 #   PYTHON=/path/to/python STEPS=300 bash bench/gpu_check.sh
@@ -84,3 +87,11 @@ EOF
 echo "== student step, SinKD vs CE, cached teacher logits, on $DEVICE"
 "$PYTHON" -m bench.student_step --device "$DEVICE" --repeats "${REPEATS:-20}" \
   ${SINKD_TEACHER:+--teacher "$SINKD_TEACHER"}
+
+NPROC=${NPROC:-$("$PYTHON" -c "import torch; print(max(1, torch.cuda.device_count()))")}
+echo "== data-parallel path: torchrun, $NPROC process(es) on $DEVICE (NCCL on GPUs, gloo on CPU)"
+"$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m sinkd distill \
+  --device "$DEVICE" --recipe sinkd --seed 0 --steps "$STEPS" --set lr=2e-4 \
+  "${TEACHER_ARGS[@]}" ${EXTRA:-} --out "$OUT/ddp" --no-progress
+"$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m bench.ddp_step \
+  --device "$DEVICE" --repeats "${REPEATS:-20}" --out "$OUT/ddp_step.json"

@@ -64,7 +64,7 @@ def time_steps(*, batch_size: int = 32, max_length: int = 64, device: str = "cpu
 
         def step(k: int, student=student, opt=opt, cfg=cfg, recipe=recipe) -> float:
             tic = time.perf_counter()
-            terms, _ = student_step(student, opt, batches[k % len(batches)], cfg, step=k)
+            terms, _, _ = student_step(student, opt, batches[k % len(batches)], cfg, step=k)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             losses[recipe] = terms.total.item()

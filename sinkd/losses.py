@@ -17,8 +17,10 @@ argument is honoured.
 
 :class:`SinKDLoss` is the training path: its options are checked once, at construction, and its
 forward and backward never read a value back from the device (no host synchronisation), so a
-GPU step never waits for the host. :func:`sinkd_loss` checks that the logits are finite on every
-call (``checks=False`` switches that off).
+GPU step never waits for the host (with ``batch="local"``, the default; ``batch="global"``, the
+term of a data-parallel run's whole global batch, checks the shard sizes of every rank).
+:func:`sinkd_loss` checks that the logits are finite on every call (``checks=False`` switches
+that off).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sinkd.distributed import gather_rows, world_size
 from sinkd.sinkhorn import GRADS, METHODS, kernel_is_safe, sinkhorn
 from sinkd.validation import (
     check_bool,
@@ -43,6 +46,7 @@ from sinkd.validation import (
 COSTS = ("l1", "l2", "sq_l2")
 MARGINALS = ("unit", "uniform")
 LEVELS = ("batch", "class")
+BATCHES = ("local", "global")
 # the largest distance between two probability vectors: it decides "auto" without reading D
 COST_BOUNDS = {"l1": 2.0, "l2": math.sqrt(2.0), "sq_l2": 2.0}
 
@@ -74,10 +78,11 @@ class _Options:
     grad: str
     level: str
     debiased: bool
+    batch: str
 
 
 def _options(reg, n_iters, temperature, scale, marginals, cost, method, grad, level, debiased,
-             class_cost) -> _Options:
+             class_cost, batch) -> _Options:
     options = _Options(
         reg=check_number("reg", reg, low=0, low_open=True),
         n_iters=check_int("n_iters", n_iters, low=1),
@@ -89,6 +94,7 @@ def _options(reg, n_iters, temperature, scale, marginals, cost, method, grad, le
         grad=check_choice("grad", grad, GRADS),
         level=check_choice("level", level, LEVELS),
         debiased=check_bool("debiased", debiased),
+        batch=check_choice("batch", batch, BATCHES),
     )
     if options.level == "class" and options.grad == "envelope":
         raise ValueError("grad='envelope' is not available with level='class': there the "
@@ -116,6 +122,23 @@ def _check_pair(student_logits: Tensor, teacher_logits: Tensor,
     if class_cost is not None and class_cost.shape[0] != n_classes:
         raise ValueError(f"class_cost must have shape (C, C) = ({n_classes}, {n_classes}) to "
                          f"match the logits, got {tuple(class_cost.shape)}")
+
+
+def _gather_pair(student_logits: Tensor, teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
+    """The logits of every rank for batch="global": the student's differentiable (the gradient
+    of every rank's copy is summed back to its owner), the teacher's detached.
+
+    One gather for both (side by side; ``torch.cat`` promotes to the wider dtype, exact, and
+    each half is cast back), so a shape error names the (N, 2C) shapes of that pair. Outside a
+    process group they are returned as they are.
+    """
+    if world_size() == 1:  # no collective: "global" is "local"
+        return student_logits, teacher_logits
+    n_classes = student_logits.shape[1]
+    both = gather_rows(torch.cat([student_logits, teacher_logits.detach()], dim=1),
+                       differentiable=True, name="batch='global'")  # (W*N, 2C)
+    return (both[:, :n_classes].to(student_logits.dtype),
+            both[:, n_classes:].to(teacher_logits.dtype))
 
 
 def _method(o: _Options, bound: float | None, dtype: torch.dtype) -> str:
@@ -184,6 +207,7 @@ def sinkd_loss(
     class_cost: Tensor | None = None,
     debiased: bool = False,
     checks: bool = True,
+    batch: str = "local",
 ) -> Tensor:
     r"""The SinKD term: scale * <P, D> between student and teacher predictions of a batch.
 
@@ -236,6 +260,20 @@ def sinkd_loss(
         which reads one number back from the device. ``checks=False`` reads nothing back (no
         host synchronisation): "log" then runs plain log-sum-exp iterations (the same values),
         and "auto" with a user ``class_cost`` runs "log". :class:`SinKDLoss` runs this way.
+        With ``batch="global"`` the check runs on the gathered batch, so every rank raises.
+    batch : {"local", "global"}
+        Under data parallelism (an initialised ``torch.distributed`` process group of W ranks,
+        each with N rows of the global batch): "local" (default) computes the term of this
+        rank's N rows. "global" all-gathers both logits of every rank (in rank order; equal N on
+        every rank, else ValueError) and computes on every rank the term of the whole global
+        batch (W*N rows): its value is the single-process term of the concatenated batch, and
+        the gradient reaching rank r's student logits is W times rows r of the single-process
+        gradient (every rank computes the same full term, and the gather's backward sums the W
+        copies' gradients), so DDP's averaging of parameter gradients gives exactly the
+        single-device gradient of the same global batch. Level "class" is per sample, so
+        "global" just sums (or averages) over the global batch. "global" costs the gather, one
+        small all-gather of the shapes and one read-back per call (a host synchronisation).
+        Outside a process group "global" is "local", with no collective.
 
     Returns
     -------
@@ -250,6 +288,8 @@ def sinkd_loss(
     0.52054
     >>> bool(torch.isclose(sinkd_loss(z_s, z_t), sinkd_loss(z_s[[2, 0, 1]], z_t)))  # no pairing
     True
+    >>> bool(sinkd_loss(z_s, z_t, batch="global") == sinkd_loss(z_s, z_t))  # one process
+    True
 
     References
     ----------
@@ -260,9 +300,11 @@ def sinkd_loss(
        Distillation" (WKD), NeurIPS 2024 (class-level transport).
     """
     o = _options(reg, n_iters, temperature, scale, marginals, cost, method, grad, level,
-                 debiased, class_cost)
+                 debiased, class_cost, batch)
     checks = check_bool("checks", checks)
     _check_pair(student_logits, teacher_logits, class_cost)
+    if o.batch == "global":  # before the checks: every rank then sees the same batch
+        student_logits, teacher_logits = _gather_pair(student_logits, teacher_logits)
     bound = None
     if checks:
         check_finite("student_logits", student_logits)
@@ -279,6 +321,12 @@ class SinKDLoss(nn.Module):
     bound (for "auto") are read once, here. The logits are not checked for NaN or Inf per call
     (that would read a value back); call :func:`sinkd_loss` for that.
 
+    ``batch="global"`` computes the term of the global batch of a data-parallel run on every
+    rank (see :func:`sinkd_loss`): the gradient reaching rank r's student logits is W times its
+    rows of the single-process gradient, so DDP's averaging gives the single-device gradient.
+    It checks the shard sizes, which reads one value back per call; "local" (the default)
+    makes no host synchronisation.
+
     Examples
     --------
     >>> loss = SinKDLoss(reg=0.1, n_iters=20)
@@ -292,16 +340,18 @@ class SinKDLoss(nn.Module):
         self, *, reg: float = 0.1, n_iters: int = 20, temperature: float = 2.0,
         scale: float = 1e-3, marginals: str = "unit", cost: str = "l1", method: str = "auto",
         grad: str = "unrolled", level: str = "batch", class_cost: Tensor | None = None,
-        debiased: bool = False,
+        debiased: bool = False, batch: str = "local",
     ) -> None:
         super().__init__()
         self.options = _options(reg, n_iters, temperature, scale, marginals, cost, method, grad,
-                                level, debiased, class_cost)
+                                level, debiased, class_cost, batch)
         self.register_buffer("class_cost", class_cost)
         self.class_bound = _class_cost_bound(class_cost)
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
         _check_pair(student_logits, teacher_logits, self.class_cost)
+        if self.options.batch == "global":
+            student_logits, teacher_logits = _gather_pair(student_logits, teacher_logits)
         return _term(student_logits, teacher_logits, self.options, self.class_cost,
                      self.class_bound, checks=False)
 

@@ -2,15 +2,19 @@
 
 The modules, from the bottom up (each imports only those above it):
 
+- :mod:`~sinkd.distill.glue`: GLUE's tasks, from the hub or from GLUE's own TSV files;
 - :mod:`~sinkd.distill.data`: labelled texts (Rotten Tomatoes, GLUE, a CSV/TSV) and their splits;
 - :mod:`~sinkd.distill.models`: devices, loading BERTs, students, teacher logits, the cache folder;
 - :mod:`~sinkd.distill.recipes`: the losses, one per recipe (:data:`RECIPES`);
 - :mod:`~sinkd.distill.config`: :class:`DistillConfig`, every setting with its default;
+- :mod:`~sinkd.distill.parallel`: data parallelism under torchrun (shards, DDP, rank 0 writes);
+- :mod:`~sinkd.distill.gradients`: each loss term's gradient norm at the student's logits;
 - :mod:`~sinkd.distill.steps`: batches, schedule, optimiser, forward pass and update;
 - :mod:`~sinkd.distill.records`: run records (JSON) and the comparison table;
 - :mod:`~sinkd.distill.checkpoints`: the state a stopped run leaves, to resume it;
 - :mod:`~sinkd.distill.teacher`: the teacher, fine-tuned once, and its cached logits;
 - :mod:`~sinkd.distill.train`: the distillation loop, :func:`train`;
+- :mod:`~sinkd.distill.tasks`: the reference's GLUE recipes (``--task``), resolved into a config;
 - :mod:`~sinkd.distill.jobs`: runs queued in a background thread (the app's page);
 - :mod:`~sinkd.distill.cli`: ``python -m sinkd distill`` and ``python -m sinkd compare``.
 

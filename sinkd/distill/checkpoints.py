@@ -6,6 +6,11 @@ random state (dropout). Batches depend only on (step, seed)
 (:func:`sinkd.distill.steps.get_batch`), so :func:`sinkd.distill.train.train` with
 ``resume_from=<record>`` continues at step k + 1 exactly as the uninterrupted run would have
 (bit for bit on the CPU). The file is deleted once the resumed run finishes.
+
+Under torchrun, rank 0 writes it, with every rank's random state (each draws its own dropout
+masks); every rank reads it on ``--resume``, so the files must be on a file system they share.
+A run may resume on another number of processes: the batches are global, so only dropout's
+masks then differ from the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -34,8 +39,17 @@ def checkpoint_path(record_path: str | os.PathLike) -> Path:
     return Path(record_path).with_suffix(".resume.pt")
 
 
+def random_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's random state (dropout): the CPU generator's and, on CUDA, ``device``'s."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
 def save_checkpoint(path: str | os.PathLike, *, student: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, best: tuple | None, step: int) -> Path:
+                    optimizer: torch.optim.Optimizer, best: tuple | None, step: int,
+                    ranks: list[dict[str, torch.Tensor]] | None = None) -> Path:
     """Write the resume state after ``step`` finished steps, atomically (temp file, rename).
 
     Parameters
@@ -47,6 +61,9 @@ def save_checkpoint(path: str | os.PathLike, *, student: torch.nn.Module,
         (best dev accuracy, its step, its state dict on the CPU), or None before any evaluation.
     step : int
         Finished steps; the resumed run starts at 0-based step ``step``.
+    ranks : list of dict, optional
+        Under torchrun, every rank's :func:`random_state`, in rank order (each rank draws its
+        own dropout masks); None: this process's generators.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +71,9 @@ def save_checkpoint(path: str | os.PathLike, *, student: torch.nn.Module,
                  student={k: v.detach().to("cpu", copy=True)
                           for k, v in student.state_dict().items()},
                  optimizer=optimizer.state_dict())
-    if torch.cuda.is_available():
+    if ranks is not None:
+        state["ranks"] = ranks
+    elif torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -72,11 +91,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def restore_random_state(state: dict[str, Any]) -> None:
-    """Put torch's random generators back where the stopped run left them (dropout masks)."""
-    torch.set_rng_state(state["rng"])
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+def restore_random_state(state: dict[str, Any], rank: int = 0,
+                         device: torch.device | None = None) -> bool:
+    """Put torch's random generators back where the stopped run left them (dropout masks).
+
+    A state saved under torchrun holds one per rank: ``rank``'s is restored (its CUDA generator
+    on ``device``). Returns False, restoring nothing, when the state has none for ``rank`` (a run
+    resumed on more processes than it stopped on).
+    """
+    if "ranks" not in state:
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return True
+    if rank >= len(state["ranks"]):
+        return False
+    mine = state["ranks"][rank]
+    torch.set_rng_state(mine["cpu"])
+    if "cuda" in mine and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"], device)
+    return True
 
 
 def resumable(record_path: str | os.PathLike, config_fields: dict[str, Any],

@@ -3,8 +3,13 @@
 ``distill`` runs every recipe x seed asked for, one run record each (``--out DIR`` writes
 ``DIR/<recipe>-seed<k>.json``), with a progress bar per run on stderr. Ctrl-C stops the current
 run cleanly: its record is written, marked stopped, and the command exits 130 (a second Ctrl-C
-interrupts at once); ``distill --resume RECORD`` continues it where it stopped. ``compare``
-prints the mean and std over seeds of each experiment's accuracies, beside the teacher's.
+interrupts at once); ``distill --resume RECORD`` continues it where it stopped (``--stop-after
+K`` stops each run so after K steps). ``compare`` prints the mean and std over seeds of each
+experiment's accuracies, beside the teacher's.
+
+Under ``torchrun --nproc_per_node K -m sinkd distill ...`` the same command trains each run on K
+processes (:mod:`sinkd.distill.parallel`): rank 0 prints, writes and exits 130 after a stop, the
+other ranks are silent and exit 0 then.
 """
 
 from __future__ import annotations
@@ -18,23 +23,27 @@ from types import FrameType
 
 from tqdm import tqdm
 
+from sinkd.distill import parallel
 from sinkd.distill.checkpoints import config_of
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.recipes import RECIPES
 from sinkd.distill.records import RunRecord, compare, format_compare, load_record
+from sinkd.distill.tasks import TASKS, dry_run, resolve_epochs, task_settings
 from sinkd.distill.train import train
+from sinkd.validation import check_int
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
 
 class _StopFlag:
-    """A SIGINT handler that asks the running loop to stop; a second Ctrl-C raises at once."""
+    """A SIGINT handler that asks the running loop to stop; a second Ctrl-C raises at once.
+    With ``after``, it also asks once a run has done that many steps (``--stop-after``)."""
 
-    def __init__(self) -> None:
-        self.stop = False
+    def __init__(self, after: int | None = None) -> None:
+        self.stop, self.after, self.steps = False, after, 0
 
     def __call__(self) -> bool:
-        return self.stop
+        return self.stop or (self.after is not None and self.steps >= self.after)
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         self.stop = True
@@ -55,8 +64,12 @@ def _summary(record: RunRecord, path: Path | None) -> str:
             f"step {r.get('best_step')}), best dev {_percent(r.get('best_dev'))}, final dev "
             f"{_percent(r.get('final_dev'))}, {r.get('steps_done', 0)} of {c['steps']} steps, "
             f"{record.wall_time_s:.0f} s")
+    if record.world_size > 1:
+        text += f", {record.world_size} processes x {record.global_batch // record.world_size} rows"
     if record.stopped and record.checkpoint and path:
-        text += f" [stopped; continue with: python -m sinkd distill --resume {path}]"
+        launcher = (f"torchrun --nproc_per_node {record.world_size}" if record.world_size > 1
+                    else "python")
+        text += f" [stopped; continue with: {launcher} -m sinkd distill --resume {path}]"
     elif record.stopped:
         text += " [stopped]"
     return text + (f" -> {path}" if path else "")
@@ -64,8 +77,11 @@ def _summary(record: RunRecord, path: Path | None) -> str:
 
 def _run_one(config: DistillConfig, flag: _StopFlag, *, quiet: bool,
              resume_from: Path | None) -> RunRecord:
-    """One run with a teacher bar (first run only, unless cached) and a step bar."""
+    """One run with a teacher bar (first run only, unless cached) and a step bar (rank 0's
+    only, under torchrun)."""
     bars: dict[str, tqdm] = {}
+    quiet = quiet or not parallel.is_main()
+    flag.steps = 0
 
     def on_progress(event: dict) -> None:
         phase = event["phase"] if event["phase"] != "logits" else f"logits {event['split']}"
@@ -93,6 +109,7 @@ def _run_one(config: DistillConfig, flag: _StopFlag, *, quiet: bool,
             dev[0] = f"{100 * event['dev_accuracy']:.1f}%"
         step_bar.set_postfix(loss=f"{event['loss']:.4f}", dev=dev[0], refresh=False)
         step_bar.update(1)
+        flag.steps += 1
 
     try:
         return train(config, on_step=on_step, should_stop=flag, on_progress=on_progress,
@@ -105,52 +122,63 @@ def _run_one(config: DistillConfig, flag: _StopFlag, *, quiet: bool,
 def run_distill(args: argparse.Namespace) -> int:
     """The ``distill`` subcommand: recipes x seeds, one record each; 130 after Ctrl-C."""
     flags = {"steps": args.steps, "batch_size": args.batch_size, "train_limit": args.train_limit,
-             "device": args.device, "data": args.data}
+             "device": args.device, "data": args.data, "data_dir": args.data_dir}
     unknown = sorted(set(args.recipe) - set(RECIPES))
     try:
+        if args.stop_after is not None:
+            check_int("--stop-after", args.stop_after, low=1)
         if args.resume:
             runs = _resumed_runs(args)
         elif unknown:
             raise ValueError(f"--recipe must be among {sorted(RECIPES)}, got {unknown}")
         else:
-            base = DistillConfig.from_overrides(args.set)
-            base = DistillConfig.from_overrides({k: v for k, v in flags.items() if v is not None},
-                                                base=base)
+            base, sources = task_settings(args.task, args.set, flags)  # defaults < task < flags
+            base = base if args.dry_run else resolve_epochs(base)  # epochs -> steps (loads data)
             runs = [(DistillConfig.from_overrides(
                 {"recipe": recipe, "seed": seed,
                  "out": str(Path(args.out) / f"{recipe}-seed{seed}.json") if args.out else None},
                 base=base), None) for recipe in args.recipe for seed in args.seed]
-    except ValueError as exc:
+            if args.dry_run:
+                print(dry_run([config for config, _ in runs], sources))
+                return 0
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: data that cannot load
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    flag, records = _StopFlag(), []
+    flag, records, main = _StopFlag(after=args.stop_after), [], True
     previous = signal.signal(signal.SIGINT, flag.handle)
-    try:
-        for config, resume_from in runs:
-            record = _run_one(config, flag, quiet=args.no_progress, resume_from=resume_from)
-            records.append(record)
-            print(_summary(record, Path(config.out) if config.out else None), flush=True)
-            if record.stopped:
-                return EXIT_INTERRUPTED
+    try:  # under torchrun: one process group for all the runs (sinkd.distill.parallel)
+        with parallel.process_group(runs[0][0].device if runs else "cpu"):
+            main = parallel.is_main()  # rank 0 reports; the others train beside it silently
+            for config, resume_from in runs:
+                record = _run_one(config, flag, quiet=args.no_progress, resume_from=resume_from)
+                records.append(record)
+                if main:
+                    print(_summary(record, Path(config.out) if config.out else None), flush=True)
+                if record.stopped:  # rank 0's exit status is the run's (torchrun reports it)
+                    return EXIT_INTERRUPTED if main else 0
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGINT, previous)
-    if len(records) > 1:
+    if len(records) > 1 and main:
         print(format_compare(compare(records)))
     return 0
 
 
 def _resumed_runs(args: argparse.Namespace) -> list[tuple[DistillConfig, Path]]:
-    """(config, record) per ``--resume`` record: its own settings, ``--device`` may change."""
+    """(config, record) per ``--resume`` record: its own settings; ``--device`` may change and
+    ``--stop-after`` applies to the resumed run."""
     given = [f"--{k.replace('_', '-')}" for k in ("steps", "batch_size", "train_limit", "data",
                                                   "out") if getattr(args, k) is not None]
     given += ["--set"] * bool(args.set) + ["--recipe"] * (args.recipe != [DistillConfig.recipe])
     given += ["--seed"] * (args.seed != [DistillConfig.seed])
+    given += [f"--{k.replace('_', '-')}" for k in ("task", "data_dir", "dry_run")
+              if getattr(args, k)]
     if given:
         raise ValueError(f"--resume continues stopped runs with their own settings; only "
-                         f"--device may be given with it, got {sorted(set(given))}")
+                         f"--device and --stop-after may be given with it, got "
+                         f"{sorted(set(given))}")
     runs = []
     for path in map(Path, args.resume):
         try:
@@ -200,6 +228,19 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     distill.add_argument("--no-progress", action="store_true", help="no progress bars")
     distill.add_argument("--resume", nargs="+", metavar="RECORD",
                          help="continue stopped runs from their records (their own settings)")
+    distill.add_argument("--stop-after", type=int, metavar="K",
+                         help="stop a run cleanly after K steps of this command, as Ctrl-C does "
+                         "(exit 130; continue it with --resume): a long run in slices")
+    distill.add_argument("--task", choices=sorted(TASKS), type=str.lower,
+                         help="the reference's GLUE recipe of this task (data, batch size, "
+                         "epochs, lr, alpha, KD temperature, beta, 128 tokens); flags and --set "
+                         "override it")
+    distill.add_argument("--data-dir", metavar="DIR",
+                         help="a folder of GLUE's own TSV files (train.tsv, dev.tsv) for a GLUE "
+                         "task, instead of the Hugging Face hub")
+    distill.add_argument("--dry-run", action="store_true",
+                         help="print each setting, its value and where it came from; load no "
+                         "model, train nothing")
     distill.set_defaults(run=run_distill)
 
     compare_cmd = subparsers.add_parser(

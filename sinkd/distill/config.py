@@ -22,6 +22,9 @@ from sinkd.distill.models import DEVICES, packaged_model_path
 from sinkd.distill.recipes import RECIPES
 from sinkd.validation import check_bool, check_choice, check_int, check_number
 
+DTYPES = ("float32", "float64")  # the student's dtype (DistillConfig.dtype)
+SINKHORN_BATCHES = ("global", "local")  # the SinKD term's batch (sinkd.SinKDLoss's ``batch``)
+
 
 @dataclass
 class DistillConfig:
@@ -32,6 +35,9 @@ class DistillConfig:
     train_limit: int | None = None  # None = whole train split; else a fixed random subset (fast)
     eval_limit: int | None = None  # None = whole dev and test; else fixed random subsets of each
     max_length: int = 64  # tokens per text: 99.95% of Rotten Tomatoes snippets fit in 64
+    data_dir: str | None = None  # GLUE's own TSV folder (offline GLUE); None: the hub, for GLUE
+    epochs: float | None = None  # None: `steps` as given; else the CLI sets steps =
+    # ceil(epochs * train rows / batch_size) once the data is loaded (the reference counts epochs)
     # teacher
     teacher: str | None = None  # None = the packaged MiniLM-L6 (resolved lazily); a path or hub id
     teacher_steps: int = 300  # fine-tuning steps of the teacher (0: use it as is): ~80% on RT
@@ -40,6 +46,10 @@ class DistillConfig:
     # student
     student_layers: int = 2  # the teacher's first layers, kept: 2 of 6 gives 15.6M parameters
     student_from_scratch: bool = False  # True: same shape, random weights (no teacher init)
+    dtype: str = "float32"  # the student's weights; "float64" for exactness tests (a torchrun
+    # run against one process, to 1e-6), on the CPU: 2-4x slower and no bfloat16 autocast
+    dropout: bool = True  # False zeroes every dropout probability of the student: under torchrun
+    # each process draws its own masks, so only a dropout-free run equals one process exactly
     # objective
     recipe: str = "sinkd"  # a key of RECIPES; "sinkd" is the reference objective
     alpha: float = 0.9  # KD weight against CE (reference: 0.9 on SST-2, CoLA, RTE)
@@ -49,6 +59,8 @@ class DistillConfig:
     reg: float = 0.1  # Sinkhorn entropic weight lambda (reference 0.1)
     n_iters: int = 20  # Sinkhorn iterations T, all unrolled (reference 20)
     sinkhorn_temperature: float = 2.0  # softmax temperature tau of the Sinkhorn term (ref. 2)
+    sinkhorn_batch: str = "global"  # global: the plan of the whole global batch under torchrun,
+    # as on one device; equals local on one process ("local": each process's shard alone)
     # optimiser (AdamW, linear warmup then linear decay)
     steps: int = 300  # student updates: about 1 epoch of RT at batch 32
     batch_size: int = 32  # reference SST-2: 32 (the Sinkhorn term's size grows with it)
@@ -119,13 +131,16 @@ def _reals(low: float, high: float, *, low_open: bool = False) -> Callable[[str,
 # what each field allows; the fields whose default is None also allow None
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "data": _text, "train_limit": _ints(2, 10**8), "eval_limit": _ints(1, 10**8),
+    "data_dir": _text, "epochs": _reals(0, 10_000, low_open=True),
     "max_length": _ints(8, 512),  # BERT's position embeddings stop at 512
     "teacher": _text, "teacher_steps": _ints(0, 10**7), "teacher_lr": _reals(0, 1, low_open=True),
     "cache_dir": _text, "student_layers": _ints(1, 48), "student_from_scratch": check_bool,
+    "dtype": functools.partial(check_choice, allowed=DTYPES), "dropout": check_bool,
     "recipe": functools.partial(check_choice, allowed=tuple(RECIPES)),
     "alpha": _reals(0, 1), "beta": _reals(0, 1000), "kd_temperature": _reals(0, 100, low_open=True),
     "anneal_temperature": check_bool, "reg": _reals(0, 100, low_open=True),
     "n_iters": _ints(1, 10_000), "sinkhorn_temperature": _reals(0, 100, low_open=True),
+    "sinkhorn_batch": functools.partial(check_choice, allowed=SINKHORN_BATCHES),
     "steps": _ints(1, 10**7), "batch_size": _ints(1, 4096), "lr": _reals(0, 1, low_open=True),
     "weight_decay": _reals(0, 1), "warmup_fraction": _reals(0, 1), "eval_every": _ints(1, 10**7),
     "seed": _ints(0, 2**31 - 1), "device": functools.partial(check_choice, allowed=DEVICES),

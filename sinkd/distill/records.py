@@ -25,10 +25,11 @@ import torch
 
 import sinkd
 from sinkd.distill.config import DistillConfig
+from sinkd.distill.gradients import SHARE_KEYS
 from sinkd.losses import pairwise_cost
 from sinkd.sinkhorn import sinkhorn
 
-SCHEMA = 1  # bump when the layout of a record changes
+SCHEMA = 2  # bump when the layout of a record changes (2: world_size, global_batch); older load
 _DASH = "—"
 
 
@@ -50,7 +51,13 @@ class RunRecord:
     last_batch: dict[str, Any] | None = None  # logits, labels and SinKD plan of the last step
     resumed_at: list[int] = field(default_factory=list)  # finished steps at each resume
     checkpoint: str | None = None  # a stopped run's resume state (checkpoints.py), if any
+    world_size: int = 1  # processes that trained it (torchrun); 1 in records before schema 2
+    global_batch: int | None = None  # rows per step over all processes; None: config batch_size
     schema: int = SCHEMA  # layout version of this record
+
+    def __post_init__(self) -> None:
+        if self.global_batch is None:  # one process: the global batch is the batch
+            self.global_batch = int(full_config(self.config)["batch_size"])
 
     @property
     def recipe(self) -> str:
@@ -72,7 +79,8 @@ class RunRecord:
             raise ValueError(f"unknown keys in run record: {unknown}; valid keys: {sorted(known)}")
         kinds = {"config": dict, "metrics": list, "results": dict, "data": dict, "teacher": dict,
                  "device": str, "versions": dict, "started": str, "wall_time_s": (int, float),
-                 "stopped": bool, "schema": int, "resumed_at": list}
+                 "stopped": bool, "schema": int, "resumed_at": list, "world_size": int,
+                 "global_batch": int}
         for key, kind in kinds.items():
             if key == "config" and key not in data:
                 raise ValueError("run record has no 'config'")
@@ -183,7 +191,10 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 COLUMNS = ("recipe", "steps", "settings", "seeds", "stopped", "test_mean", "test_std",
-           "best_dev_mean", "best_dev_std", "final_dev_mean", "final_dev_std")
+           "best_dev_mean", "best_dev_std", "final_dev_mean", "final_dev_std",
+           *SHARE_KEYS.values())
+_SHARE_HEADERS = {SHARE_KEYS["ce"]: "CE grad %", SHARE_KEYS["kd"]: "KD grad %",
+                  SHARE_KEYS["sinkhorn"]: "SinKD grad %"}
 # config fields that never make two runs different experiments: seeds are averaged, the rest
 # are where a run was written or computed
 _NOT_SETTINGS = frozenset({"recipe", "steps", "seed", "out", "device", "cache_dir"})
@@ -224,6 +235,19 @@ def _teacher_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def run_grad_shares(record: RunRecord) -> dict[str, float]:
+    """A run's mean gradient share of each term over its evaluations (NaN where the recipe has
+    no such term, or the record none: records written before the shares were measured).
+
+    >>> r = RunRecord(config={}, metrics=[{"step": 1, "grad_share_ce": 0.2},
+    ...                                   {"step": 2, "grad_share_ce": 0.4}])
+    >>> round(run_grad_shares(r)["grad_share_ce"], 12), run_grad_shares(r)["grad_share_kd"]
+    (0.3, nan)
+    """
+    return {key: _mean_std([row[key] for row in record.metrics
+                            if row.get(key) is not None])[0] for key in SHARE_KEYS.values()}
+
+
 def compare(records: list[RunRecord], teacher: bool = True) -> pd.DataFrame:
     """One row per experiment (recipe, steps, other settings): mean and std over seeds.
 
@@ -232,8 +256,12 @@ def compare(records: list[RunRecord], teacher: bool = True) -> pd.DataFrame:
     names the fields in which the groups differ (``"lr=0.0002"``), empty when they differ only
     in recipe and steps. ``test`` is the test accuracy of the best-dev checkpoint, ``best_dev``
     the best dev accuracy over evaluations (optimistic: it chose the checkpoint), ``final_dev``
-    the dev accuracy at the last step. Stopped runs are not averaged (their budgets differ);
-    they are counted in ``stopped``. std uses ddof=1 and is NaN for a single seed.
+    the dev accuracy at the last step. ``grad_share_<term>`` (ce, kd, sinkhorn) is the term's
+    share of the gradient at the student's logits (:mod:`sinkd.distill.gradients`), averaged
+    over each run's evaluations (:func:`run_grad_shares`), then over seeds; NaN where the
+    recipe has no such term or the records predate the measurement. Stopped runs are not
+    averaged (their budgets differ); they are counted in ``stopped``. std uses ddof=1 and is NaN
+    for a single seed.
 
     Parameters
     ----------
@@ -274,14 +302,20 @@ def compare(records: list[RunRecord], teacher: bool = True) -> pd.DataFrame:
         for key in ("test", "best_dev", "final_dev"):
             values = [r.results[key] for r in done if r.results.get(key) is not None]
             row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
+        shares = [run_grad_shares(r) for r in done]
+        for key in SHARE_KEYS.values():
+            row[key] = _mean_std([s[key] for s in shares if not math.isnan(s[key])])[0]
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def format_compare(df: pd.DataFrame, markdown: bool = False) -> str:
-    """The comparison as a text table, accuracies in %, NaN shown as "—".
+    """The comparison as a text table, accuracies and gradient shares in %, NaN shown as "—".
 
-    The ``settings`` column comes last and is left out when every row's is empty.
+    The gradient-share columns (``CE grad %``, ``KD grad %``, ``SinKD grad %``: the mean over
+    evaluations and seeds, see :func:`compare`) are left out when no row has one (records from
+    before the shares were measured); the ``settings`` column comes last and is left out when
+    every row's is empty.
 
     Parameters
     ----------
@@ -303,9 +337,12 @@ def format_compare(df: pd.DataFrame, markdown: bool = False) -> str:
     headers = {"test_mean": "test %", "test_std": "±", "best_dev_mean": "best dev %",
                "best_dev_std": "±", "final_dev_mean": "final dev %", "final_dev_std": "±"}
     table = df.copy()
+    shares = [c for c in _SHARE_HEADERS if c in df and df[c].notna().any()]
+    headers.update({c: _SHARE_HEADERS[c] for c in shares})
     for col in headers:
         table[col] = [pct(x) for x in df[col]]
-    columns = [c for c in table.columns if c != "settings"]
+    columns = [c for c in table.columns if c != "settings"
+               and (c not in _SHARE_HEADERS or c in shares)]
     if "settings" in table and any(table["settings"]):
         columns.append("settings")
     table = table[columns]

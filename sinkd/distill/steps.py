@@ -65,16 +65,20 @@ def make_optimizer(model: nn.Module, config: DistillConfig) -> torch.optim.AdamW
 
 
 def batch_logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-    """The model's logits (B, C) on a tokenized batch, in float32.
+    """The model's logits (B, C) on a tokenized batch, in float32 (float64 for float64 weights).
 
-    On CUDA the forward pass runs under bfloat16 autocast (no loss scaling needed, unlike
-    float16) and the logits are cast up, so every loss is computed in float32; elsewhere it runs
-    in the weights' dtype. Entries of ``NOT_INPUTS`` in ``batch`` are not passed to the model.
+    On CUDA the forward pass of float32 weights runs under bfloat16 autocast (no loss scaling
+    needed, unlike float16) and the logits are cast up, so every loss is computed in float32;
+    elsewhere, and for float64 weights (exactness tests), it runs in the weights' dtype. Entries
+    of ``NOT_INPUTS`` in ``batch`` are not passed to the model.
     """
-    device = next(model.parameters()).device
+    param = next(model.parameters())
     inputs = {k: v for k, v in batch.items() if k not in NOT_INPUTS}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        return model(**inputs).logits.float()  # (B, C)
+    wide = param.dtype == torch.float64
+    with torch.autocast(param.device.type, dtype=torch.bfloat16,
+                        enabled=param.device.type == "cuda" and not wide):
+        logits = model(**inputs).logits  # (B, C)
+    return logits if wide else logits.float()
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, *,

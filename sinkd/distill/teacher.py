@@ -4,7 +4,8 @@
 data included); :func:`prepare_teacher` fine-tunes the teacher with :data:`TEACHER_RECIPE` (a
 supervised cross-entropy phase, before and apart from distillation), then caches it and its
 logits on every split. Distillation (:func:`sinkd.distill.train.train`) reads only those
-logits: the teacher never runs in its loop.
+logits: the teacher never runs in its loop. Under torchrun rank 0 alone prepares the teacher;
+the other processes wait for it, then find it cached (:func:`sinkd.distill.parallel.main_first`).
 """
 
 from __future__ import annotations

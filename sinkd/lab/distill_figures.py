@@ -1,4 +1,5 @@
-"""Figures of the distillation page: live loss curves and the recipe comparison (pure plotly)."""
+"""Figures of the distillation page: live loss curves, the recipe comparison and the terms'
+gradient shares (pure plotly)."""
 
 from __future__ import annotations
 
@@ -93,4 +94,53 @@ def compare_figure(table: pd.DataFrame, metric: str = "test") -> go.Figure:
                            name=f"{metric.replace('_', ' ')} accuracy"))
     fig.update_layout(yaxis_title=f"{metric.replace('_', ' ')} accuracy (%)", height=350,
                       margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def grad_shares_figure(runs: Sequence[tuple[str, Sequence[dict]]]) -> go.Figure:
+    """Each term's share of the gradient at the student's logits (%) against the step, per run.
+
+    The share of term i is ||g_i|| / sum_j ||g_j||, g_i its weighted gradient with respect to the
+    batch's logits (``sinkd.distill.gradients``), measured on evaluation steps: it says how hard
+    each term pulls the student, which the raw loss values do not.
+
+    Parameters
+    ----------
+    runs : sequence of (str, sequence of dict)
+        A label per run and its metrics rows (:func:`sinkd.distill.train`'s step events or a
+        record's ``metrics``); rows with ``grad_share_ce``, ``grad_share_kd`` or
+        ``grad_share_sinkhorn`` (None where the recipe has no such term) are drawn.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One trace per run and term with at least one share, coloured by term, dashed by run,
+        named ``"<label>: <term>"``; runs without shares draw nothing.
+
+    Examples
+    --------
+    >>> fig = grad_shares_figure([("sinkd seed 0", [
+    ...     {"step": 2, "grad_share_ce": 0.25, "grad_share_kd": 0.5, "grad_share_sinkhorn": 0.25},
+    ...     {"step": 3, "loss": 1.0}])])
+    >>> [(t.name, list(t.y)) for t in fig.data][-1]
+    ('sinkd seed 0: Sinkhorn term', [25.0])
+    """
+    fig = go.Figure()
+    for i, (label, rows) in enumerate(runs):
+        for part in ("ce", "kd", "sinkhorn"):
+            key = f"grad_share_{part}"  # sinkd.distill.gradients.SHARE_KEYS (no import: lab)
+            points = [(e["step"], 100 * e[key]) for e in rows if e.get(key) is not None]
+            if points:
+                x, y = zip(*points, strict=True)
+                fig.add_scatter(x=list(x), y=list(y), mode="lines+markers",
+                                name=f"{label}: {_PART_NAMES[part]}", legendgroup=label,
+                                line=dict(color=_PART_COLORS[part],
+                                          dash=_DASHES[i % len(_DASHES)]))
+    fig.update_layout(xaxis_title="step",
+                      yaxis_title="share of the gradient at the logits (%)",
+                      yaxis_range=[0, 100], height=350, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h"))
     return fig

@@ -88,7 +88,7 @@ def test_cli_resume_continues_a_stopped_record(tiny, tmp_path, capsys):
     train(cfg, on_step=on_step, should_stop=should_stop)
     path = tmp_path / "js-seed0.json"
     assert main(["distill", "--resume", str(path), "--steps", "5"]) == 2
-    assert "only --device may be given" in capsys.readouterr().err
+    assert "only --device and --stop-after may be given" in capsys.readouterr().err
     assert main(["distill", "--resume", str(path), "--device", "cpu", "--no-progress"]) == 0
     out = capsys.readouterr().out
     record = load_record(path)

@@ -42,8 +42,9 @@ def tiny_config(tiny: dict, **changes) -> DistillConfig:
 # ----------------------------------------------------------------------------- config
 BAD_VALUES = {
     "data": "", "train_limit": 1, "eval_limit": 0, "max_length": 4, "teacher": "",
+    "data_dir": " ", "epochs": 0.0,
     "teacher_steps": -1, "teacher_lr": 0.0, "cache_dir": "  ", "student_layers": 0,
-    "student_from_scratch": 1,
+    "student_from_scratch": 1, "dtype": "float16", "dropout": "no", "sinkhorn_batch": "all",
     "recipe": "mse", "alpha": 1.5, "beta": -0.1, "kd_temperature": 0.0,
     "anneal_temperature": "yes", "reg": -1.0, "n_iters": 0, "sinkhorn_temperature": math.inf,
     "steps": 0, "batch_size": 2.5, "lr": 0.0, "weight_decay": 2.0, "warmup_fraction": -0.5,
@@ -417,11 +418,11 @@ def test_distill_help_lists_flags():
 
 
 def test_add_subcommands_plugs_into_the_sinkd_parser():
-    """`python -m sinkd`'s parser has exactly verify, distill and compare (benchmarks are
+    """`python -m sinkd`'s parser has exactly verify, toy, distill and compare (benchmarks are
     `python -m bench`, outside the package)."""
     parser = build_parser()
     sub = parser._subparsers._group_actions[0]
-    assert set(sub.choices) == {"verify", "distill", "compare"}
+    assert set(sub.choices) == {"verify", "toy", "distill", "compare"}
     args = parser.parse_args(["distill", "--recipe", "kd", "sinkd", "--seed", "0", "2"])
     assert args.run is run_distill and args.recipe == ["kd", "sinkd"] and args.seed == [0, 2]
     assert parser.parse_args(["compare", "a.json"]).records == ["a.json"]

@@ -215,4 +215,5 @@ def test_compare_frame_is_a_dataframe_with_documented_columns():
     assert list(df.columns) == ["recipe", "steps", "settings", "seeds", "stopped", "test_mean",
                                 "test_std",
                                 "best_dev_mean", "best_dev_std", "final_dev_mean",
-                                "final_dev_std"]
+                                "final_dev_std", "grad_share_ce", "grad_share_kd",
+                                "grad_share_sinkhorn"]
