@@ -38,8 +38,12 @@ against [POT](https://pythonot.github.io/) to round-off (`python -m sinkd verify
 
 st.subheader("Where to go")
 st.page_link("pages/divergence_lab.py", label="**Divergence lab**: fit a student to a bimodal "
-             "teacher under KL, reverse KL, JS, TVD, skew KL and Sinkhorn, and measure mode "
-             "averaging, mode collapse and mode underestimation.", icon="⛰️")
+             "teacher under KL, reverse KL, JS, TVD, skew KL, Sinkhorn, debiased Sinkhorn and "
+             "exact OT, and measure mode averaging, mode collapse and mode underestimation over "
+             "seeds and budgets.", icon="⛰️")
+st.page_link("pages/batchwise.py", label="**What SinKD matches**: a batch of predictions on the "
+             "3-class simplex; per-sample KL, reverse KL, JS and OT against SinKD's batch-wise "
+             "term, which matches the cloud but not the pairs.", icon="🎯")
 st.page_link("pages/transport.py", label="**Transport plans**: change λ and T and watch the "
              "N × N plan of a batch converge; see where the plain kernel solver underflows.",
              icon="🧮")

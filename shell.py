@@ -55,7 +55,8 @@ class Link:
 # The grouped menu drawn on every page; Streamlit's own flat list of pages/ is hidden
 # (client.showSidebarNavigation = false in .streamlit/config.toml).
 NAV = {
-    "Learn": (Link("app.py", "Home", "🏠"), Link("pages/divergence_lab.py", "Divergence lab", "⛰️")),
+    "Learn": (Link("app.py", "Home", "🏠"), Link("pages/divergence_lab.py", "Divergence lab", "⛰️"),
+              Link("pages/batchwise.py", "What SinKD matches", "🎯")),
     "Explore": (Link("pages/transport.py", "Transport plans", "🧮"),),
     "Verify": (Link("pages/verify.py", "Verify against POT", "✅"),),
     "Distill": (Link("pages/distill.py", "Distill a BERT", "🎓"),),
@@ -136,9 +137,10 @@ class View:
         for name, value in values.items():
             st.session_state[self.key(name)] = value
 
-    def presets(self, label: str = "Preset") -> str:
+    def presets(self, label: str = "Preset", *, notice: bool = True) -> str:
         """A selector of the spec's presets that sets the page's values; shows what to notice
-        in the chosen one while the values are the preset's."""
+        in the chosen one while the values are the preset's (``notice=False``: the page shows
+        it itself, e.g. after a question's reveal)."""
         presets, key = self.spec.presets, self.key("preset")
         if key not in st.session_state:
             st.session_state[key] = st.query_params.get("preset", next(iter(presets)))
@@ -153,12 +155,18 @@ class View:
 
         name = st.selectbox(label, list(presets), key=key, on_change=apply)
         preset = presets[name]
-        if all(self[k] == v for k, v in preset.values.items()):
+        if not notice:
+            return name
+        if self.matches(preset):
             st.info(f"**What to notice:** {preset.notice}")
         else:
             st.caption(f"The values differ from the preset *{name}*: choose it again to restore "
                        "them and its note.")
         return name
+
+    def matches(self, preset: Any) -> bool:
+        """Whether the page's values are still those ``preset`` set."""
+        return all(self[k] == v for k, v in preset.values.items())
 
     def reset_button(self) -> None:
         """Put the page back as a fresh visit shows it: defaults, then the first preset if any."""
@@ -212,6 +220,25 @@ def lesson(why: str, what_to_try: str) -> None:
         st.markdown(why)
     with try_col.expander("What to try", expanded=True):
         st.markdown(what_to_try)
+
+
+LAMBDA_LABEL = "λ (entropic weight, log scale)"
+
+
+def lambda_slider(view: View, name: str, label: str = LAMBDA_LABEL, *, where: Any = None,
+                  help: str | None = None) -> float:
+    """The app's one λ control: a log-scale select slider over the page's λ values.
+
+    Every page's λ limit is :data:`sinkd.lab.spec.LAMBDA_VALUES` (1-2-5 steps, 0.001 to 10), so
+    the same slider, with the same stops, sits on every page; ``where`` is a column or the
+    sidebar (default: the page). The value round-trips through a copied link as ``str(float)``.
+    """
+    options = view.spec.limits.get(name)
+    if not isinstance(options, tuple) or not options:
+        raise ValueError(f"{name} needs a tuple of λ values as its limit (LAMBDA_VALUES), "
+                         f"got {options!r}")
+    return (where or st).select_slider(label, options=options, key=view.key(name),
+                                       format_func=lambda v: f"{v:g}", help=help)
 
 
 def show_figure(fig: go.Figure, key: str) -> None:

@@ -7,7 +7,7 @@ import streamlit as st
 import shell
 from sinkd.distill import RECIPES, DistillConfig
 from sinkd.distill import jobs as distill_jobs
-from sinkd.distill.data import GLUE_HELP, GLUE_TASKS
+from sinkd.distill.glue import GLUE_HELP, GLUE_TASKS
 from sinkd.distill.models import available_devices, default_cache_dir, select_device
 from sinkd.distill.records import compare
 from sinkd.lab import distill_figures, distill_spec
@@ -115,7 +115,7 @@ with c2:
     st.slider("β (Sinkhorn weight)", *lim["beta"], step=0.1, key=view.key("beta"))
     st.slider("KD temperature", *lim["kd_temperature"], step=0.5, key=view.key("kd_temperature"))
     st.checkbox("Anneal the KD temperature to 1", key=view.key("anneal_temperature"))
-    st.slider("λ (Sinkhorn entropic weight)", *lim["reg"], step=0.01, key=view.key("reg"))
+    shell.lambda_slider(view, "reg", help="Sinkhorn's entropic weight (SinKD's reference: 0.1)")
     st.slider("T (Sinkhorn iterations)", *lim["n_iters"], key=view.key("n_iters"))
     st.slider("τ (Sinkhorn softmax temperature)", *lim["sinkhorn_temperature"], step=0.5,
               key=view.key("sinkhorn_temperature"))
@@ -192,6 +192,17 @@ else:
     with shell.guard():
         fig = distill_figures.compare_figure(table, view["metric"])
     shell.show_figure(fig, "distill_compare")
+    st.markdown("**Which term trains the student?** On every evaluation step each term's share "
+                "of the gradient at the student's logits: the norm of its weighted gradient "
+                "over the sum of the terms' norms (columns *grad share* of the table, mean over "
+                "evaluations and seeds). A SinKD share near 0 means β leaves the student as KD "
+                "alone would.")
+    shares = distill_figures.grad_shares_figure(
+        [(f"{r.recipe} seed {r.config.get('seed')}", r.metrics) for _, r in records])
+    if shares.data:
+        shell.show_figure(shares, "distill_grad_shares")
+    else:
+        st.caption("No saved run measured gradient shares (records written before they were).")
     with st.expander(f"All {len(records)} saved runs"):
         st.dataframe(distill_jobs.runs_table(records), hide_index=True, key="distill_runs")
     latest = distill_jobs.latest_batch(records)

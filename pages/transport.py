@@ -82,8 +82,7 @@ with batch_col:
     st.slider("Student noise", *lim["noise"], step=0.1, key=view.key("noise"), disabled=not toy)
     st.number_input("Seed", *lim["seed"], step=1, key=view.key("seed"), disabled=not toy)
 with solver_col:
-    st.select_slider("λ (entropic weight, log scale)", options=lim["lam"], key=view.key("lam"),
-                     format_func=lambda x: f"{x:g}")
+    shell.lambda_slider(view, "lam")
     st.slider("T (iterations)", *lim["T"], key=view.key("T"))
     st.slider("τ (softmax temperature)", *lim["tau"], step=0.5, key=view.key("tau"))
 with view_col:

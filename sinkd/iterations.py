@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -74,8 +74,9 @@ class TorchOps:
         """
         n, m = K.shape[-2:]
         KT = K.mT
-        if K.dim() == 2:
-            return partial(torch.mv, K), partial(torch.mv, KT)
+        if K.dim() == 2:  # one kernel: one problem, or a batch sharing its cost (one GEMM)
+            return ((lambda v: torch.mv(K, v) if v.dim() == 1 else v @ KT),
+                    (lambda u: torch.mv(KT, u) if u.dim() == 1 else u @ K))
         if n * m <= 128 * 128:
             return (lambda v: (K * v[..., None, :]).sum(-1)), (lambda u: (K * u[..., None]).sum(-2))
         return (lambda v: (K @ v[..., None])[..., 0]), (lambda u: (KT @ u[..., None])[..., 0])
@@ -122,8 +123,10 @@ class NumpyOps:
     def matvecs(K: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray],
                                         Callable[[np.ndarray], np.ndarray]]:
         KT = K.mT
-        if K.ndim == 2:  # np.dot has less call overhead than matmul for one problem
-            return partial(np.dot, K), partial(np.dot, KT)
+        if K.ndim == 2:  # np.dot has less call overhead than matmul for one problem; a batch
+            # sharing one cost is one matrix product
+            return ((lambda v: np.dot(K, v) if v.ndim == 1 else v @ KT),
+                    (lambda u: np.dot(KT, u) if u.ndim == 1 else u @ K))
         return (lambda v: (K @ v[..., None])[..., 0]), (lambda u: (KT @ u[..., None])[..., 0])
 
     @staticmethod
@@ -132,7 +135,10 @@ class NumpyOps:
 
     @staticmethod
     def plan(u: np.ndarray, K: np.ndarray, v: np.ndarray) -> np.ndarray:
-        K *= u[..., :, None]  # the kernel is not needed after the loop: the plan overwrites it
+        if K.ndim < u.ndim + 1:  # a kernel shared by the batch: the plan is a new array
+            K = K * u[..., :, None]
+        else:  # the kernel is not needed after the loop: the plan overwrites it
+            K *= u[..., :, None]
         K *= v[..., None, :]
         return K
 

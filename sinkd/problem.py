@@ -136,6 +136,25 @@ def as_arrays(a: ArrayLike | None, b: ArrayLike | None, cost: ArrayLike,
     return Arrays(C, a, b, output, _mass_rtol(*given))
 
 
+def shared_cost(C: Any) -> Any:
+    """The one (n, m) cost of a batch that broadcast it, as a view, so that the iterations
+    multiply every problem by one kernel (a matrix product instead of a batch of them);
+    otherwise ``C`` itself.
+
+    >>> C = np.broadcast_to(np.eye(2), (3, 2, 2))
+    >>> shared_cost(C).shape, shared_cost(np.ones((3, 2, 2))).shape
+    ((2, 2), (3, 2, 2))
+    >>> shared_cost(torch.eye(2).expand(4, 1, 2, 2)).shape
+    torch.Size([2, 2])
+    """
+    strides = C.stride() if isinstance(C, Tensor) else C.strides
+    # a broadcast dimension has stride 0; one of size 1 may keep any stride
+    if C.ndim > 2 and not any(st for st, size in zip(strides[:-2], C.shape, strict=False)
+                              if size != 1):
+        return C[(0,) * (C.ndim - 2)]
+    return C
+
+
 def read(*xs: Any) -> list[float]:
     """Numbers read back from the arrays' device, all in one transfer."""
     if isinstance(xs[0], Tensor):

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from sinkd import iterations
 from sinkd.iterations import NUMPY, TORCH, Problem, State
-from sinkd.problem import ArrayLike, Output, as_arrays, check_values, read
+from sinkd.problem import ArrayLike, Output, as_arrays, check_values, read, shared_cost
 from sinkd.validation import check_bool, check_choice, check_int, check_number
 
 METHODS = ("auto", "kernel", "log")
@@ -270,8 +270,9 @@ def sinkhorn(
         else:
             chosen = method
         finfo = torch.finfo(C.dtype) if torch_path else np.finfo(C.dtype)
-        problem = Problem(C=C.detach() if envelope else C, a=a, b=b, reg=reg, ops=ops,
-                          tiny=float(finfo.tiny), log_max=math.log(float(finfo.max)),
+        # a cost broadcast over the batch stays one matrix: one kernel for every problem
+        problem = Problem(C=shared_cost(C.detach() if envelope else C), a=a, b=b, reg=reg,
+                          ops=ops, tiny=float(finfo.tiny), log_max=math.log(float(finfo.max)),
                           zero_mass=values is None or values.zero_mass)
         log_step = iterations.stabilised_step if checks else iterations.log_step
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sinkd.lab.spec import SEED_RANGE, PageSpec, Preset, Range
+from sinkd.lab.spec import LAMBDA_VALUES, SEED_RANGE, PageSpec, Preset, Range
 
 # The settings of DistillConfig the page offers, with the page's defaults: a classroom budget.
 HYPER: dict[str, Any] = {
@@ -24,7 +24,7 @@ METRICS = ("test", "best_dev", "final_dev")
 LIMITS: dict[str, Any] = {
     "steps": Range(1, 3000), "batch_size": Range(2, 128), "lr": Range(1e-6, 1e-3),
     "alpha": Range(0.0, 1.0), "beta": Range(0.0, 10.0), "kd_temperature": Range(0.5, 10.0),
-    "reg": Range(0.01, 10.0), "n_iters": Range(1, 200), "sinkhorn_temperature": Range(0.5, 10.0),
+    "reg": LAMBDA_VALUES, "n_iters": Range(1, 200), "sinkhorn_temperature": Range(0.5, 10.0),
     "max_length": Range(8, 128), "student_layers": Range(1, 6), "train_limit": Range(100, 8000),
     "eval_limit": Range(50, 1000), "teacher_steps": Range(0, 1000),
     "teacher_lr": Range(1e-6, 1e-3), "n_seeds": Range(1, 5), "first_seed": SEED_RANGE,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -42,17 +42,35 @@ SEED_RANGE = Range(0, 10_000)  # seeds of the toy batches and fits, the random s
 N_RANGE = Range(1, 64)  # batch size N of the toy batches (transport and verification pages)
 CLASSES_RANGE = Range(1, 10)  # classes C of the toy batches
 NOISE_RANGE = Range(0.0, 3.0)  # standard deviation of the student's logit noise
+# The entropic weight lambda of every page: ONE log-scale list (1-2-5 steps from 1e-3 to 10, the
+# reference 0.1 included), offered by one select slider (shell.lambda_slider) on every page.
+LAMBDA_VALUES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a preset shows for one divergence: a sentence a class can read, and the predicate
+    that decides whether one run showed it (``holds(measurements, divergence_name)``; the
+    measurements are the page's own, e.g. :class:`sinkd.lab.toy_metrics.ToyMetrics`)."""
+
+    sentence: str
+    holds: Callable[[Any, str], bool]
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named setting of some of a page's values, with the one thing to notice in it."""
+    """A named setting of some of a page's values, with the one thing to notice in it, the
+    question a class answers before the reveal, and per divergence the claim its robustness
+    counts test (:mod:`sinkd.lab.robustness`)."""
 
     values: Mapping[str, Any]
     notice: str
+    question: str = ""
+    claims: Mapping[str, Claim] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
 
 
 def _is_number(value: Any) -> bool:

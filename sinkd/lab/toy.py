@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from sinkd.divergences import divergence
+from sinkd.lab.toy_losses import solver_method, stacked_losses
 from sinkd.sinkhorn import sinkhorn
 from sinkd.validation import check_choice, check_int, check_number
 
-FIT_DIVERGENCES = ("kl", "rkl", "js", "tvd", "skew_kl", "skew_rkl", "sinkhorn")
+FIT_DIVERGENCES = ("kl", "rkl", "js", "tvd", "skew_kl", "skew_rkl", "sinkhorn",
+                   "sinkhorn_debiased", "w1")
+OT_DIVERGENCES = ("sinkhorn", "sinkhorn_debiased", "w1")  # measured by moving mass along x
 STUDENTS = ("gaussian", "mixture", "free")
 MAX_COMPONENTS = 4  # teacher components
 MAX_K = 5  # components of a mixture student
@@ -245,23 +247,15 @@ def _check_fit_args(divergences: Sequence[str], steps: int, lr: float, reg: floa
     return names
 
 
-def _losses(names, ls, lt, b, C, reg, n_iters) -> torch.Tensor:
-    """Each divergence's own loss on its own row of the stacked student, shape (D,)."""
-    out = []
-    for d, name in enumerate(names):
-        if name == "sinkhorn":  # <P_T, C>, gradients unrolled through the T scalings (SinKD)
-            out.append(sinkhorn(ls[d].exp(), b, C, reg, n_iters=n_iters, tol=0).cost)
-        else:
-            out.append(divergence(name, ls[d], lt, reduction="sum"))
-    return torch.stack(out)
-
-
 def _optimise(params, names, xt, lt, b, C, reg, n_iters, opt, steps, every, losses, grads,
               snaps, snap_steps) -> torch.Tensor:
+    dx = float(xt[1] - xt[0])
+    self_b = (sinkhorn(b, b, C, reg, n_iters=n_iters, tol=0, method=solver_method(C, reg),
+                       checks=False).cost if "sinkhorn_debiased" in names else None)
     """Adam on the stacked rows; fills the histories in place; returns the final (D, n)."""
     for step in range(steps + 1):  # the last pass only measures: loss and gradient at the end
         ls = student_log_probs(params, xt)  # (D, n)
-        loss = _losses(names, ls, lt, b, C, reg, n_iters)  # (D,)
+        loss = stacked_losses(names, ls, lt, b, C, reg, n_iters, dx, self_b)  # (D,)
         opt.zero_grad()
         loss.sum().backward()  # rows are independent: each row gets its own gradient
         losses[step] = loss.detach().numpy()
@@ -290,7 +284,9 @@ def fit(teacher: Mixture, student: str = "gaussian", *,
     ``skew_kl``, ``skew_rkl`` (skew 0.1, :func:`sinkd.divergence` on the bin log-probabilities) or
     ``sinkhorn``: :math:`\langle P_T, C \rangle` for ``a`` = student masses, ``b`` = teacher
     masses, :math:`C_{ij} = |x_i - x_j|`, ``T = n_iters`` scalings with weight ``reg``, gradient
-    unrolled through the iterations (SinKD's choice).
+    unrolled through the iterations (SinKD's choice); ``sinkhorn_debiased``: the same cost less
+    half the two self-transport costs (:func:`debiased_sinkhorn`); ``w1``: exact optimal
+    transport, the limit lambda -> 0 (:func:`w1_loss`).
 
     Parameters
     ----------
@@ -372,7 +368,7 @@ def fit_view(values: Mapping[str, Any]) -> ToyFit:
     --------
     >>> from sinkd.lab.divergence_lab_spec import SPEC
     >>> fit_view(dict(SPEC.defaults, steps=3, use_js=False)).names
-    ('kl', 'rkl', 'tvd', 'skew_kl', 'skew_rkl', 'sinkhorn')
+    ('kl', 'rkl', 'tvd', 'skew_kl', 'skew_rkl', 'sinkhorn', 'sinkhorn_debiased', 'w1')
     """
     try:
         n = check_int("n_components", values["n_components"], low=1, high=MAX_COMPONENTS)

@@ -193,6 +193,46 @@ def metrics_frame(m: ToyMetrics) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def headline(m: ToyMetrics, d: int) -> str:
+    """Row ``d``'s headline numbers: mass per mode, gap mass (when there is a gap), W1.
+
+    Examples
+    --------
+    >>> from sinkd.lab.toy import fit, mixture
+    >>> f = fit(mixture([-2.5, 2.5], [0.5, 0.5], [1, 1]), divergences=("kl",), steps=2)
+    >>> [part.split()[0] for part in headline(compute_metrics(f), 0).split(" · ")]
+    ['modes', 'gap', 'W1']
+    """
+    parts = ["modes " + " / ".join(_pct(v) for v in m.mode_mass[d])]
+    if m.has_gap:
+        parts.append(f"gap {_pct(m.gap_mass[d])}")
+    parts.append(f"W1 {m.w1[d]:.2f}")
+    return " · ".join(parts)
+
+
+def summary_frame(m: ToyMetrics) -> pd.DataFrame:
+    """The table the page shows first: one row per divergence, five short columns (the teacher's
+    values in the headers); :func:`metrics_frame` has every column.
+
+    Examples
+    --------
+    >>> from sinkd.lab.toy import fit, mixture
+    >>> f = fit(mixture([-2.5, 2.5], [0.5, 0.5], [1, 1]), divergences=("kl", "w1"), steps=2)
+    >>> list(summary_frame(compute_metrics(f)).columns)[:3]
+    ['divergence', 'mass per mode (teacher 50% / 50%)', 'gap mass (teacher 1.0%)']
+    """
+    cols: dict[str, object] = {"divergence": [LABELS[d] for d in m.names]}
+    teacher = " / ".join(_pct(v) for v in m.teacher_mode_mass)
+    cols[f"mass per mode (teacher {teacher})"] = [
+        " / ".join(_pct(v) for v in row) for row in m.mode_mass]
+    if m.has_gap:
+        cols[f"gap mass (teacher {_pct(m.teacher_gap_mass)})"] = [_pct(v) for v in m.gap_mass]
+    cols["W1 start → end"] = [f"{a:.2f} → {b:.3f}" for a, b in zip(m.w1_start, m.w1, strict=True)]
+    cols["|grad| at start"] = [f"{v:.1e}" for v in m.grad_start]
+    cols["steps to converge"] = m.steps_conv
+    return pd.DataFrame(cols)
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.0f}%" if v >= 0.095 else f"{100 * v:.1f}%"
 

@@ -9,8 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from sinkd.lab.batches import DTYPES
-from sinkd.lab.plans import LAMBDAS, PLAN_METHODS, SOURCES
-from sinkd.lab.spec import CLASSES_RANGE, N_RANGE, NOISE_RANGE, SEED_RANGE, PageSpec, Preset, Range
+from sinkd.lab.plans import PLAN_METHODS, SOURCES
+from sinkd.lab.spec import (
+    CLASSES_RANGE,
+    LAMBDA_VALUES,
+    N_RANGE,
+    NOISE_RANGE,
+    SEED_RANGE,
+    PageSpec,
+    Preset,
+    Range,
+)
 
 DEFAULTS: dict[str, Any] = dict(
     source="aligned", n=16, c=3, noise=0.5, seed=0,  # the batch
@@ -19,7 +28,7 @@ DEFAULTS: dict[str, Any] = dict(
 )
 LIMITS: dict[str, Any] = dict(
     source=SOURCES, n=N_RANGE, c=CLASSES_RANGE, noise=NOISE_RANGE, seed=SEED_RANGE,
-    tau=Range(0.5, 10.0), lam=LAMBDAS, T=Range(1, 500), method=PLAN_METHODS,
+    tau=Range(0.5, 10.0), lam=LAMBDA_VALUES, T=Range(1, 500), method=PLAN_METHODS,
     dtype=tuple(DTYPES), sample=Range(0, N_RANGE.high - 1),
 )
 

@@ -10,7 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sinkd.lab.batches import BATCH_KINDS
-from sinkd.lab.spec import CLASSES_RANGE, N_RANGE, NOISE_RANGE, SEED_RANGE, PageSpec, Range
+from sinkd.lab.spec import (
+    CLASSES_RANGE,
+    LAMBDA_VALUES,
+    N_RANGE,
+    NOISE_RANGE,
+    SEED_RANGE,
+    PageSpec,
+    Range,
+)
 from sinkd.lab.verify import DTYPES
 
 SUITES = ("quick", "full")
@@ -18,7 +26,7 @@ SPEC = PageSpec(
     defaults=dict(kind="aligned", n=16, n_classes=3, noise=0.5, seed=0, reg=0.1, n_iters=20,
                   dtype="float64", suite="quick", suite_seed=0),
     limits=dict(kind=tuple(BATCH_KINDS), n=N_RANGE, n_classes=CLASSES_RANGE, noise=NOISE_RANGE,
-                seed=SEED_RANGE, reg=Range(1e-3, 10.0), n_iters=Range(1, 200), dtype=DTYPES,
+                seed=SEED_RANGE, reg=LAMBDA_VALUES, n_iters=Range(1, 200), dtype=DTYPES,
                 suite=SUITES, suite_seed=SEED_RANGE),
 )
 # this page's name of a value -> the Transport plans page's name of the same value
@@ -32,8 +40,8 @@ def from_transport(values: Mapping[str, Any]) -> dict[str, Any]:
 
     Examples
     --------
-    >>> from_transport({"source": "disjoint", "n": 500, "lam": 0.0, "T": 7, "c": True})
-    {'kind': 'disjoint', 'n': 64, 'reg': 0.001, 'n_iters': 7}
+    >>> from_transport({"source": "disjoint", "n": 500, "lam": 0.05, "T": 7, "c": True})
+    {'kind': 'disjoint', 'n': 64, 'reg': 0.05, 'n_iters': 7}
     """
     out = {}
     for name, theirs in FROM_TRANSPORT.items():

@@ -57,7 +57,8 @@ def test_menu_links_every_page_once_and_only_pages():
     linked = [link.path for links in shell.NAV.values() for link in links]
     assert sorted(linked) == sorted(script(page) for page in app_pages())
     assert all((ROOT / path).is_file() for path in linked)
-    assert list(shell.PAGES) == ["home", "divergence_lab", "transport", "verify", "distill"]
+    assert list(shell.PAGES) == ["home", "divergence_lab", "batchwise", "transport", "verify",
+                                 "distill"]
 
 
 @pytest.mark.parametrize("page", app_pages())

@@ -30,6 +30,9 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 import shell
 from sinkd.lab import plans
+from sinkd.lab.divergence_lab_spec import SPEC as LAB
+from sinkd.lab.style import LABELS
+from sinkd.lab.toy import FIT_DIVERGENCES
 from sinkd.lab.transport_spec import SPEC as TRANSPORT
 
 SHOTS = ROOT / "screenshots"
@@ -365,6 +368,36 @@ def test_menu_link_opens_its_page(browser: BrowserContext, app_url: str):
         assert page.url.split("?")[0] == f"{app_url}/verify"
         assert page.title() == "Verify against POT · SinKD Lab"
         assert _shell_radio(page).count() == 1
+        assert not _exceptions(page), _exceptions(page)
+        assert not console.errors, console.errors
+    finally:
+        page.close()
+
+
+def test_divergence_lab_first_figure_in_viewport_one_panel_per_divergence(
+        browser: BrowserContext, app_url: str):
+    """At 1280x720, without scrolling, the divergence lab's first figure lies entirely in the
+    viewport, and plotly drew one panel (its own subplot) per divergence the page fits, each
+    titled by that divergence's label."""
+    values = next(iter(LAB.presets.values())).values  # a fresh visit opens the first preset
+    names = [LABELS[n] for n in FIT_DIVERGENCES if values[f"use_{n}"]]
+    page = browser.new_page()
+    console = Console(page)
+    try:
+        page.goto(f"{app_url}/{url_path('divergence_lab')}", timeout=TIMEOUT_MS)
+        _wait_until_idle(page)
+        assert page.viewport_size == {"width": 1280, "height": 720}
+        scrolled = page.evaluate(
+            """() => document.querySelector('[data-testid="stMain"]')?.scrollTop ?? 0""")
+        assert scrolled == 0
+        chart = page.locator('[data-testid="stPlotlyChart"]').first
+        box = chart.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 720, box
+        panels = chart.locator("g.cartesianlayer > g.subplot").count()
+        titles = chart.locator("g.infolayer g.annotation").all_text_contents()
+        assert panels == len(names) == len(titles), (panels, titles)
+        for title, name in zip(titles, names, strict=True):
+            assert title.startswith(name), (title, name)
         assert not _exceptions(page), _exceptions(page)
         assert not console.errors, console.errors
     finally:

@@ -1,5 +1,6 @@
 """AppTest: the Distill a BERT page renders, clamps or reports bad settings, lists saved runs."""
 
+import json
 import re
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from sinkd.distill import RECIPES
 from sinkd.distill import jobs as distill_jobs
-from sinkd.distill.data import GLUE_TASKS
+from sinkd.distill.glue import GLUE_TASKS
 from sinkd.distill.records import RunRecord, compare, save_record
 from sinkd.lab import distill_spec
 
@@ -108,6 +109,26 @@ def test_saved_records_fill_the_comparison_and_the_transport_link(cache):
     links = at.get("page_link")
     assert any("transport plan" in link.proto.label for link in links)
 
+
+def test_saved_gradient_shares_are_drawn_per_run_and_term(cache):
+    """A record whose evaluation rows carry gradient shares gets a shares chart: one trace per
+    term, its points the record's shares in percent at the record's steps."""
+    rows = [{"step": 5, "loss": 1.0, "grad_share_ce": 0.1, "grad_share_kd": 0.6,
+             "grad_share_sinkhorn": 0.3},
+            {"step": 10, "loss": 0.5, "grad_share_ce": 0.2, "grad_share_kd": 0.7,
+             "grad_share_sinkhorn": 0.1}]
+    rec = RunRecord(config={"recipe": "sinkd", "steps": 10, "seed": 0}, metrics=rows,
+                    results={"test": 0.8, "best_dev": 0.8, "final_dev": 0.8, "steps_done": 10})
+    save_record(rec, distill_jobs.runs_dir(cache) / "sinkd-seed0.json")
+    at = _page()
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # the comparison and the shares
+    traces = json.loads(charts[1].proto.spec)["data"]
+    names = ("cross-entropy", "KD term", "Sinkhorn term")
+    assert [t["name"] for t in traces] == [f"sinkd seed 0: {name}" for name in names]
+    for trace, part in zip(traces, ("ce", "kd", "sinkhorn"), strict=True):
+        assert trace["x"] == [5, 10]
+        assert trace["y"] == pytest.approx([100 * r[f"grad_share_{part}"] for r in rows])
 
 
 def _queue(at: AppTest) -> list[dict]:

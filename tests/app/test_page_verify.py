@@ -41,7 +41,7 @@ def test_page_renders_the_computed_verdict(page):
 ])
 def test_page_at_the_widgets_extremes(page, values):
     """At the widgets' extremes the page shows the computed summary and no exception."""
-    setters = dict(kind=page.selectbox, dtype=page.radio, reg=page.number_input)
+    setters = dict(kind=page.selectbox, dtype=page.radio, reg=page.select_slider)
     for name, value in values.items():
         setters.get(name, page.slider)(key=f"verify_{name}").set_value(value)
     page.run()

@@ -11,13 +11,13 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_help_lists_subcommands():
-    """--help exits 0 and names verify, distill and compare; bench is `python -m bench`, not a
-    subcommand of the installed package."""
+    """--help exits 0 and names verify, toy, distill and compare; bench is `python -m bench`,
+    not a subcommand of the installed package."""
     out = _run("--help")
     assert out.returncode == 0
     listed = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ")
               and not line.startswith("     ")]
-    assert listed == ["verify", "distill", "compare"]
+    assert listed == ["verify", "toy", "distill", "compare"]
 
 
 def test_unknown_subcommand_fails_with_usage():

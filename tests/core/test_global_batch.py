@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from _spawn import spawn
 from torch import nn
 
 from sinkd import SinKDLoss, sinkd_loss
@@ -91,7 +91,7 @@ def _worker(r: int, world: int, init: str, out: str) -> None:
 def _spawn(world: int, out: Path) -> list[dict]:
     """Run _worker on ``world`` spawned processes; join with a deadline (never hang)."""
     init = (out / "store").as_uri()  # a file store: no network, no port to pick
-    context = mp.spawn(_worker, args=(world, init, str(out)), nprocs=world, join=False)
+    context = spawn(_worker, (world, init, str(out)), world)
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     while not context.join(timeout=1):
         if time.monotonic() > deadline:

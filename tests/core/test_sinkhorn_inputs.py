@@ -203,6 +203,25 @@ def test_leading_dimensions_and_a_shared_cost_broadcast(inputs):
         assert np.abs(_np(res.plan_at(40)[i, j]) - P).max() <= 1e-12
 
 
+@pytest.mark.parametrize("method", ["kernel", "log"])
+def test_a_shared_cost_gives_each_problem_its_own_value_and_gradient(method):
+    """One cost (n, m) for masses (2, 1, n): each problem's cost and the gradients of their sum
+    with respect to the masses and the shared cost equal those of the six separate solves
+    (float64, 1e-12), a size-1 batch dimension included."""
+    a, b, C = _batch(8, 2, 5, 3)
+    a, b, C = _t(a.reshape(2, 1, 5)), _t(b.reshape(2, 1, 3)), _t(C[0])
+    leaves = [x.clone().requires_grad_() for x in (a, b, C)]
+    res = sinkhorn(*leaves, 0.2, n_iters=30, tol=0, method=method)
+    grads = torch.autograd.grad(res.cost.sum(), leaves)
+    ones = [x.clone().requires_grad_() for x in (a, b, C)]
+    costs = [sinkhorn(ones[0][i, 0], ones[1][i, 0], ones[2], 0.2, n_iters=30, tol=0,
+                      method=method).cost for i in range(2)]
+    expected = torch.autograd.grad(sum(costs), ones)
+    assert torch.allclose(res.cost[:, 0], torch.stack(costs), rtol=1e-12, atol=0)
+    for got, want in zip(grads, expected, strict=True):
+        assert (got - want).abs().max() <= 1e-12 * want.abs().max()
+
+
 # 3. zero masses and extreme problems -----------------------------------------------------------
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from _spawn import spawn
 from test_distill import tiny_config
 
 from sinkd import SinKDLoss, distillation_objective, divergence, sinkd_loss
@@ -255,7 +255,7 @@ def test_norms_under_data_parallel_with_the_global_sinkd_term(tmp_path):
     (no rank hangs: both compute the norms on the same step)."""
     world = 2
     init = (tmp_path / "store").as_uri()  # a file store: no port to pick
-    context = mp.spawn(_ddp_worker, args=(world, init, str(tmp_path)), nprocs=world, join=False)
+    context = spawn(_ddp_worker, (world, init, str(tmp_path)), world)
     deadline = time.monotonic() + 120
     while not context.join(timeout=1):
         if time.monotonic() > deadline:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sinkd.distill import RECIPES
-from sinkd.distill.data import GLUE_TASKS
+from sinkd.distill.glue import GLUE_TASKS
 from sinkd.lab import distill_spec
 from sinkd.lab.divergence_lab_spec import SPEC as DIVERGENCE_LAB
 from sinkd.lab.spec import (

@@ -13,11 +13,12 @@ import torch
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy, norm, wasserstein_distance
 
-from sinkd.lab import toy
+from sinkd.lab import toy, toy_text
 from sinkd.lab import toy_figures as tf
 from sinkd.lab import toy_metrics as tm
 from sinkd.lab.divergence_lab_spec import SPEC
-from sinkd.lab.style import COLORS, LABELS
+from sinkd.lab.style import COLORS, DASHES, LABELS, OKABE_ITO
+from sinkd.lab.toy_losses import debiased_sinkhorn, w1_loss
 
 BIMODAL = toy.mixture([-2.5, 2.5], [0.5, 0.5], [1.0, 1.0])
 
@@ -95,8 +96,8 @@ def test_bad_fit_arguments_raise(kwargs, word):
 
 @pytest.mark.parametrize("reg", [1e-3, 1e2])
 def test_reg_at_range_ends_stays_finite(reg):
-    """At both ends of lambda's range the Sinkhorn fit stays finite (log-domain at 1e-3)."""
-    f = toy.fit(BIMODAL, divergences=("sinkhorn",), steps=3, reg=reg)
+    """At both ends of lambda's range the Sinkhorn fits stay finite (log-domain at 1e-3)."""
+    f = toy.fit(BIMODAL, divergences=("sinkhorn", "sinkhorn_debiased"), steps=3, reg=reg)
     assert np.isfinite(f.losses).all() and np.isfinite(f.grad_norms).all()
     assert np.isfinite(f.log_probs).all()
 
@@ -105,6 +106,10 @@ def test_reg_at_range_ends_stays_finite(reg):
     dict(n_bins=20, width1=0.05, width2=0.05, lr=0.5, steps=40),
     dict(n_bins=160, student="free", lr=0.5, steps=20),
     dict(n_components=4, student="mixture", k=5, init_width=0.05, lr=0.5, steps=20),
+    # lambda = 0.01 (log domain) with the student far from the teacher: the stabilised log
+    # path's unrolled gradient was NaN here (step 65); the fits' plain log-sum-exp is finite
+    dict(n_components=1, mean1=3.0, width1=0.3, init_mean=-3.0, init_width=0.3, reg=0.01,
+         **{f"use_{d}": d in toy.OT_DIVERGENCES for d in toy.FIT_DIVERGENCES}),
 ])
 def test_widget_extremes_give_finite_numbers(values):
     """The page's extreme values give finite losses, gradients, probabilities and metrics."""
@@ -132,7 +137,8 @@ def test_same_initialisation_for_every_divergence(small_fit):
     for name, rows in small_fit.init_params.items():
         for row in rows:
             np.testing.assert_array_equal(row, start[name].numpy())
-    np.testing.assert_array_equal(small_fit.snapshots[0], small_fit.snapshots[0][:1].repeat(7, 0))
+    D = len(small_fit.names)
+    np.testing.assert_array_equal(small_fit.snapshots[0], small_fit.snapshots[0][:1].repeat(D, 0))
 
 
 def test_stacked_fit_equals_separate_fits():
@@ -163,9 +169,17 @@ def test_losses_at_start_match_scipy_and_pot(small_fit):
         "skew_rkl": entropy(s[0], 0.1 * s[0] + 0.9 * t),
     }
     C = np.abs(f.x[:, None] - f.x[None, :])
-    plan = ot.sinkhorn(t, s[0], C.T, f.settings["reg"], numItermax=f.settings["n_iters"],
-                       stopThr=0, warn=False).T  # POT scales columns first: transpose
-    ref["sinkhorn"] = (plan * C).sum()
+
+    def cost_after_t(a, b):  # <P_T, C> after T rows-then-columns scalings; POT scales columns first
+        plan = ot.sinkhorn(b, a, C.T, f.settings["reg"], numItermax=f.settings["n_iters"],
+                           stopThr=0, warn=False).T
+        return (plan * C).sum()
+
+    ref["sinkhorn"] = cost_after_t(s[0], t)
+    ref["sinkhorn_debiased"] = (cost_after_t(s[0], t) - cost_after_t(s[0], s[0]) / 2
+                                - cost_after_t(t, t) / 2)
+    ref["w1"] = ot.emd2(s[0], t, C)
+    assert set(ref) == set(f.names)
     for d, name in enumerate(f.names):
         assert f.losses[0, d] == pytest.approx(ref[name], rel=1e-9), name
 
@@ -240,29 +254,89 @@ def test_steps_to_convergence_matches_brute_force():
 
 # --- figures --------------------------------------------------------------------------------
 
-def test_figures_have_teacher_and_one_trace_per_divergence(small_fit):
-    """Fit and animation: teacher + one trace per divergence, colours and names from style."""
+def _panels_of(fig) -> dict[str, list]:
+    """The traces of a figure grouped by the x axis (panel) they are drawn on."""
+    panels: dict[str, list] = {}
+    for trace in fig.data:
+        panels.setdefault(trace.xaxis or "x", []).append(trace)
+    return panels
+
+
+@pytest.mark.parametrize("names", [toy.FIT_DIVERGENCES, ("sinkhorn",), ("kl", "js", "w1", "tvd")])
+def test_one_panel_per_divergence_with_the_teacher_in_each(names):
+    """Fit figure and animation: one panel (own axes) per fitted divergence, in fit order; in
+    each the shaded teacher and that divergence's student, coloured, dashed and named by style;
+    every panel's title names the divergence and its headline numbers (mass per mode, gap, W1
+    recomputed here by direct sums)."""
+    f = toy.fit(BIMODAL, divergences=names, steps=8, n_bins=40, init_mean=0.4)
+    m = tm.compute_metrics(f)
+    for fig, students in ((tf.fit_figure(f), f.probs), (tf.training_animation(f), f.snapshots[0])):
+        panels = list(_panels_of(fig).values())
+        assert len(panels) == len(names)
+        titles = [a.text for a in fig.layout.annotations]
+        assert len(titles) == len(names)
+        for d, (name, traces, title) in enumerate(zip(names, panels, titles, strict=True)):
+            teacher, student = traces
+            assert teacher.name == LABELS["teacher"] and teacher.fill == "tozeroy"
+            np.testing.assert_array_equal(teacher.y, f.teacher_probs)
+            assert student.name == LABELS[name]
+            assert (student.line.color, student.line.dash) == (COLORS[name], DASHES[name])
+            np.testing.assert_array_equal(student.y, students[d])
+            assert title.startswith(f"<b>{LABELS[name]}</b>")
+            w1 = np.abs(np.cumsum(f.probs[d]) - np.cumsum(f.teacher_probs)).sum() * f.dx
+            left = f.probs[d][f.x < 0].sum()
+            assert f"W1 {w1:.2f}" in title and f"modes {tm._pct(left)}" in title
+            assert tm.headline(m, d) in title
+    fig = tf.fit_figure(f)  # shared axes: every panel shows the same x and y ranges
+    ranges = {(tuple(ax.range), tuple(ay.range)) for ax, ay in zip(
+        [fig.layout[k] for k in fig.layout if k.startswith("xaxis")],
+        [fig.layout[k] for k in fig.layout if k.startswith("yaxis")], strict=True)}
+    assert len(ranges) == 1
+
+
+def test_palette_is_colour_blind_safe_with_distinct_dashes():
+    """Every colour is Okabe-Ito or a neutral grey (no red/green pair of the old palette); the
+    lab's divergences each have their own dash; no two entries share both colour and dash."""
+    for name, colour in COLORS.items():
+        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert colour.upper() in OKABE_ITO or r == g == b, name
+    assert not {"#d62728", "#2ca02c"} & {c.lower() for c in COLORS.values()}
+    fitted = [DASHES[d] for d in toy.FIT_DIVERGENCES]
+    assert len(set(fitted)) == len(fitted)
+    pairs = [(COLORS[k], DASHES[k]) for k in COLORS if k != "teacher"]
+    assert len(set(pairs)) == len(pairs)
+    assert set(COLORS) == set(DASHES) == set(LABELS)
+
+
+def test_figures_are_readable_on_a_projector(small_fit):
+    """Tick labels of every toy figure are >= 14 px; the subplot titles >= 14 px."""
+    for fig in (tf.fit_figure(small_fit), tf.training_animation(small_fit),
+                tf.loss_figure(small_fit), tf.grad_figure(small_fit)):
+        axes = [fig.layout[k] for k in fig.layout if k[:5] in ("xaxis", "yaxis")]
+        assert axes and all(ax.tickfont.size >= 14 for ax in axes)
+    assert all(a.font.size >= 14 for a in tf.fit_figure(small_fit).layout.annotations)
+
+
+def test_loss_and_gradient_figures_use_the_style(small_fit):
+    """Loss and gradient curves: one per divergence with its colour and dash."""
     f = small_fit
-    for fig in (tf.fit_figure(f), tf.training_animation(f)):
-        assert len(fig.data) == 1 + len(f.names)
-        assert fig.data[0].name == LABELS["teacher"]
-        assert fig.data[0].line.color == COLORS["teacher"]
-        for trace, name in zip(fig.data[1:], f.names, strict=True):
-            assert trace.line.color == COLORS[name] and trace.name == LABELS[name]
     for fig in (tf.loss_figure(f), tf.grad_figure(f)):
-        assert [t.line.color for t in fig.data] == [COLORS[n] for n in f.names]
+        assert [(t.line.color, t.line.dash) for t in fig.data] == [
+            (COLORS[n], DASHES[n]) for n in f.names]
 
 
 def test_animation_has_one_frame_per_snapshot(small_fit):
-    """The animation has one frame (and slider step) per snapshot, each moving the students."""
+    """The animation has one frame (and slider step) per snapshot; each frame moves only the
+    students (traces 1, 3, 5, ...), the teachers stay."""
     f = small_fit
     fig = tf.training_animation(f)
     assert len(fig.frames) == len(f.snapshot_steps) == f.snapshots.shape[0]
     assert f.snapshot_steps[0] == 0 and f.snapshot_steps[-1] == f.settings["steps"]
     assert len(fig.layout.sliders[0].steps) == len(fig.frames)
     last = fig.frames[-1]
-    assert list(last.traces) == list(range(1, len(f.names) + 1))
-    np.testing.assert_allclose(last.data[0].y, f.probs[0])
+    assert list(last.traces) == [2 * d + 1 for d in range(len(f.names))]
+    for d, trace in enumerate(last.data):
+        np.testing.assert_allclose(trace.y, f.probs[d])
 
 
 def test_loss_figure_is_normalised_by_step_zero(small_fit):
@@ -353,3 +427,163 @@ def test_float64_fit_uses_one_thread_and_restores():
     before = torch.get_num_threads()
     toy.fit(BIMODAL, divergences=("kl",), steps=1)
     assert torch.get_num_threads() == before
+
+
+# --- exact OT and the debiased Sinkhorn divergence --------------------------------------------
+
+def _random_masses(rng: np.random.Generator, n: int) -> np.ndarray:
+    p = rng.random(n) ** 3  # uneven, some tiny
+    return p / p.sum()
+
+
+@pytest.mark.parametrize("n, seed", [(7, 0), (40, 1), (120, 2)])
+def test_w1_loss_equals_pot_exact_ot(n, seed):
+    """The exact-OT loss sum |F_s - F_t| dx on the grid equals POT's network-simplex ot.emd2 with
+    cost |x_i - x_j| and ot.wasserstein_1d (float64, rel 1e-12)."""
+    rng = np.random.default_rng(seed)
+    x = toy.grid(n)
+    s, t = _random_masses(rng, n), _random_masses(rng, n)
+    got = float(w1_loss(torch.tensor(s).log(), torch.tensor(t), float(x[1] - x[0])))
+    C = np.abs(x[:, None] - x[None, :])
+    assert got == pytest.approx(ot.emd2(s, t, C, numItermax=10**7), rel=1e-12)
+    assert got == pytest.approx(ot.wasserstein_1d(x, x, s, t), rel=1e-12)
+
+
+def test_w1_loss_gradient_matches_finite_differences():
+    """d W1 / d logits by autograd equals a central finite difference of the numpy formula."""
+    rng = np.random.default_rng(3)
+    x, t = toy.grid(12), _random_masses(rng, 12)
+    logits = torch.tensor(rng.normal(size=12), requires_grad=True)
+    w1_loss(torch.log_softmax(logits, -1), torch.tensor(t), float(x[1] - x[0])).backward()
+
+    def w1_np(z: np.ndarray) -> float:
+        p = np.exp(z - z.max())
+        return np.abs(np.cumsum(p / p.sum()) - np.cumsum(t)).sum() * (x[1] - x[0])
+
+    z, h = logits.detach().numpy(), 1e-6
+    fd = [(w1_np(z + h * e) - w1_np(z - h * e)) / (2 * h) for e in np.eye(12)]
+    np.testing.assert_allclose(logits.grad.numpy(), fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("reg", [0.1, 0.5, 2.0])
+def test_debiased_sinkhorn_equals_pot_at_convergence(reg):
+    """At large T the debiased divergence W(s,t) - W(s,s)/2 - W(t,t)/2 equals the same built from
+    POT's converged ot.sinkhorn2 (which returns <P, C>), rel 1e-9."""
+    x = toy.grid(30)
+    s = toy.discretise(toy.mixture([0.3, 3.0], [1.2, 0.4], [3.0, 1.0]), x)
+    t = toy.discretise(BIMODAL, x)
+    C = np.abs(x[:, None] - x[None, :])
+
+    def w(a, b):
+        return ot.sinkhorn2(a, b, C, reg, numItermax=200_000, stopThr=1e-15)
+
+    ref = w(s, t) - w(s, s) / 2 - w(t, t) / 2
+    got = float(debiased_sinkhorn(torch.tensor(s), torch.tensor(t), torch.tensor(C), reg, 5000))
+    assert got == pytest.approx(ref, rel=1e-9)
+    assert got > 0
+
+
+@pytest.mark.parametrize("reg, T", [(0.01, 3), (0.1, 20), (5.0, 1)])
+def test_debiased_sinkhorn_is_zero_at_the_teacher(reg, T):
+    """S(t, t) = 0 for any lambda and T (the plain Sinkhorn cost W(t, t) is not: it is > 0)."""
+    x = toy.grid(50)
+    t = torch.tensor(toy.discretise(BIMODAL, x))
+    C = torch.tensor(np.abs(x[:, None] - x[None, :]))
+    assert abs(float(debiased_sinkhorn(t, t, C, reg, T))) < 1e-14
+    Cn, tn = C.numpy(), t.numpy()
+    plan = ot.sinkhorn(tn, tn, Cn, reg, numItermax=T, stopThr=0, warn=False,
+                       method="sinkhorn_log")
+    assert (plan * Cn).sum() > 0
+
+
+# --- the text: what this shows about SinKD, and the lambda sentence ----------------------------
+
+def _pot_plan(a: np.ndarray, b: np.ndarray, C: np.ndarray, reg: float, T: int) -> np.ndarray:
+    """The plan after T rows-then-columns scalings, by POT (which scales columns first)."""
+    return ot.sinkhorn(b, a, C.T, reg, numItermax=T, stopThr=0, warn=False,
+                       method="sinkhorn_log").T
+
+
+def test_sinkd_box_states_the_scope():
+    """The box always says what the lab transports (ordered bins, |x_i - x_j|), what SinKD
+    transports (N student onto N teacher predictions, batch-wise) and that per-sample transport
+    over unordered classes is total variation."""
+    f = toy.fit(BIMODAL, divergences=("kl",), steps=2)
+    lines = toy_text.sinkd_lines(f, tm.compute_metrics(f))
+    assert lines == [toy_text.SCOPE]
+    for words in ("*ordered* bins", "|x_i − x_j|", "N student predictions", "batch-wise",
+                  "1 − I", "total variation"):
+        assert words in toy_text.SCOPE
+
+
+def test_sinkd_box_numbers_are_independent_computations(preset_fits):
+    """Per preset: Sinkhorn's averaging / underestimation / rank lines appear exactly when the
+    direct sums say so; the entropic self-cost W_T(t, t) and the plan's row error after T
+    scalings equal POT's (rel 1e-6); 'Unconverged plan' appears exactly when that error > 1e-3."""
+    for f, m in preset_fits.values():
+        text = "\n".join(toy_text.sinkd_lines(f, m))
+        s = f.names.index("sinkhorn")
+        x, t, p = f.x, f.teacher_probs, f.probs[s]
+        centres = np.unique(f.teacher.means)
+        gap = (x > centres.min()) & (x < centres.max()) & (t < 0.05 * t.max())
+        averages = gap.any() and p[gap].sum() >= max(3 * t[gap].sum(), t[gap].sum() + 0.05)
+        assert ("Sinkhorn **averages**" in text) == bool(averages)
+        w1 = np.array([wasserstein_distance(x, x, q, t) for q in f.probs])
+        loses = w1[s] > w1.min() * (1 + tm.TIE_REL)
+        assert ("Sinkhorn **loses**" in text) == bool(loses)
+        C = np.abs(x[:, None] - x[None, :])
+        reg, T = f.settings["reg"], f.settings["n_iters"]
+        self_cost = (_pot_plan(t, t, C, reg, T) * C).sum()
+        err = np.abs(_pot_plan(p / p.sum(), t, C, reg, T).sum(1) - p / p.sum()).sum()
+        got_err, got_self = toy_text.plan_diagnostics(f, s)
+        assert got_self == pytest.approx(self_cost, rel=1e-6)
+        assert got_err == pytest.approx(err, rel=1e-6, abs=1e-12)
+        assert f"W_λ(t, t) = {self_cost:.3g}" in text
+        assert ("**Unconverged plan**" in text) == (err > toy_text.UNCONVERGED)
+
+
+def _shape(f: toy.ToyFit, name: str) -> tuple[float, float, float]:
+    """Peak bin mass, standard deviation (x units) and gap mass of one student, by direct sums."""
+    p, x, t = f.probs[f.names.index(name)], f.x, f.teacher_probs
+    mean = (p * x).sum()
+    gap = (x > -2.5) & (x < 2.5) & (t < 0.05 * t.max())
+    return p.max(), math.sqrt((p * (x - mean) ** 2).sum()), p[gap].sum()
+
+
+def test_lambda_sentence_holds_raising_lambda_sharpens_sinkhorn():
+    """What the page says about raising lambda, measured on the page's default setting (two
+    modes, single-Gaussian student) at lambda = 0.1 and 5: Sinkhorn's student gets taller (peak
+    x 1.3), narrower (std x 0.8) and puts more mass in the gap (+ 10 points) -- it does not blur;
+    the debiased divergence's student stays within 5% of exact OT's in std and W1."""
+    assert "narrower and taller" in toy_text.LAMBDA_NOTE and "does **not** blur" in (
+        toy_text.LAMBDA_NOTE)
+    assert 0.1 in SPEC.limits["reg"] and 5.0 in SPEC.limits["reg"]
+    names = {f"use_{d}": d in toy.OT_DIVERGENCES for d in toy.FIT_DIVERGENCES}
+    small, large = (toy.fit_view({**SPEC.defaults, **BIMODAL_VALUES, **names, "reg": reg,
+                                  "student": "gaussian"}) for reg in (0.1, 5.0))
+    peak0, std0, gap0 = _shape(small, "sinkhorn")
+    peak5, std5, gap5 = _shape(large, "sinkhorn")
+    assert peak5 > 1.3 * peak0 and std5 < 0.8 * std0 and gap5 > gap0 + 0.1
+    _, std_deb, _ = _shape(large, "sinkhorn_debiased")
+    _, std_ot, _ = _shape(large, "w1")
+    assert std_deb == pytest.approx(std_ot, rel=0.05)
+    w1 = [wasserstein_distance(large.x, large.x, q, large.teacher_probs) for q in large.probs]
+    names_l = list(large.names)
+    assert w1[names_l.index("sinkhorn_debiased")] == pytest.approx(w1[names_l.index("w1")],
+                                                                   rel=0.05)
+    assert w1[names_l.index("sinkhorn")] > 1.1 * w1[names_l.index("w1")]
+
+
+BIMODAL_VALUES = dict(n_components=2, mean1=-2.5, mean2=2.5, width1=0.5, width2=0.5,
+                      weight1=1.0, weight2=1.0)
+
+
+def test_summary_table_is_short_and_quotes_the_metrics(small_fit):
+    """The table the page shows first has at most 6 columns, one row per divergence, and its
+    W1 column quotes W1 recomputed here by scipy."""
+    frame = tm.summary_frame(tm.compute_metrics(small_fit))
+    assert len(frame.columns) <= 6 and len(frame) == len(small_fit.names)
+    for d, cell in enumerate(frame["W1 start → end"]):
+        ref = wasserstein_distance(small_fit.x, small_fit.x, small_fit.probs[d],
+                                   small_fit.teacher_probs)
+        assert cell.endswith(f"→ {ref:.3f}")

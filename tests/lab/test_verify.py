@@ -153,10 +153,12 @@ def test_sinkd_problem_matches_a_numpy_construction():
 
 
 def test_transport_values_become_the_problem_defaults():
-    """The transport page's values are taken under this page's names, clamped into range;
-    invalid ones, and its latest distillation batch, keep the defaults."""
-    values = {"source": "disjoint", "n": 500, "lam": 0.0, "T": 7, "noise": "x", "c": True}
-    assert from_transport(values) == dict(kind="disjoint", n=64, reg=1e-3, n_iters=7)
+    """The transport page's values are taken under this page's names, clamped into range; a
+    lambda that is not one of the shared values, invalid ones, and its latest distillation
+    batch keep the defaults."""
+    values = {"source": "disjoint", "n": 500, "lam": 0.02, "T": 7, "noise": "x", "c": True}
+    assert from_transport(values) == dict(kind="disjoint", n=64, reg=0.02, n_iters=7)
+    assert "reg" not in from_transport({**values, "lam": 0.0})
     assert from_transport({"source": "latest distillation batch", "T": 500}) == {"n_iters": 200}
     assert from_transport({}) == {} and SPEC.defaults["n"] == 16
 
