@@ -13,7 +13,7 @@ from sinkd.lab.style import COLORS, LABELS
 from sinkd.validation import check_choice
 
 # the KD recipes' colours are their divergence's; "sinkd" takes the Sinkhorn colour
-_RECIPE_COLORS = {"kd": COLORS["kl"], "sinkd": COLORS["sinkhorn"], "sinkhorn": "#8c564b"}
+_RECIPE_COLORS = {"kd": COLORS["kl"], "sinkd": COLORS["sinkhorn"], "sinkhorn": COLORS["gjsd"]}
 _PART_COLORS = {"loss": COLORS["teacher"], "ce": COLORS["ce"], "kd": COLORS["kl"],
                 "sinkhorn": COLORS["sinkhorn"]}
 _PART_NAMES = {"loss": "total loss", "ce": LABELS["ce"], "kd": "KD term",

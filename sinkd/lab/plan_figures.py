@@ -102,7 +102,7 @@ def plan_figure(history: PlanHistory, max_frames: int = 60, badge: str | None = 
                       steps=[dict(label=str(t), method="animate", args=[[str(t)], still])
                              for t in steps])],
         annotations=[dict(text=badge, xref="paper", yref="paper", x=1.0, y=1.08,
-                          showarrow=False, font=dict(color="white"), bgcolor="#d62728")]
+                          showarrow=False, font=dict(color="white"), bgcolor="#D55E00")]
         if badge else [],
     )
     # frames carry only what changes; one dict, validated once
@@ -262,7 +262,7 @@ def sweep_figure(sweep: LambdaSweep) -> go.Figure:
             text=f"NaN at λ = {', '.join(f'{x:g}' for x in failed)}", x=0.0, y=-0.12,
             xanchor="left", yanchor="top", xref="paper", yref="paper", showarrow=False,
             font=dict(color="white"),
-            bgcolor="#d62728"))
+            bgcolor="#D55E00"))
     return go.Figure(dict(data=data, layout=layout))
 
 
