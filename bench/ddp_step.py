@@ -30,11 +30,11 @@ import time
 
 import torch
 
+from bench.student_step import real_setup
 from sinkd.distill import models as distill_models
 from sinkd.distill import parallel
-from sinkd.distill.config import DistillConfig
 from sinkd.distill.steps import get_batch, make_optimizer
-from sinkd.distill.train import load_data, student_step
+from sinkd.distill.train import student_step
 
 TARGET = 1.05  # the issue: a SinKD step costs at most 1.05x a KD step on a GPU
 # (label, recipe, SinKD term's batch): "sinkd" is the global-batch term, as a run uses it
@@ -56,19 +56,8 @@ def time_steps(*, batch_size: int = 32, max_length: int = 64, device: str = "cpu
     world, rank = parallel.world_size(), parallel.rank()
     parallel.check_batch_size(batch_size, world)
     dev = parallel.device_of_rank(distill_models.select_device(device))
-    config = DistillConfig(train_limit=rows, batch_size=batch_size, max_length=max_length,
-                           device=device, steps=10**6)
-    splits = load_data(config)
-    path = distill_models.packaged_model_path()
-    teacher = distill_models.load_classifier(path, splits.train.num_labels).to(dev).eval()
-    enc = distill_models.encode_split(distill_models.load_tokenizer(path), splits.train,
-                                      max_length)
-    with torch.no_grad():  # the cached logits of a real run: computed once, outside the timing
-        logits = torch.cat([teacher(**{k: v[i:i + 256].to(dev) for k, v in enc.items()
-                                       if k != "labels"}).logits.float().cpu()
-                            for i in range(0, rows, 256)])
-    base = distill_models.make_student(teacher, 2).to(dev).train()
-    del teacher
+    config, enc, logits, base = real_setup(batch_size=batch_size, max_length=max_length,
+                                           device=device, dev=dev, rows=rows)
     gen = torch.Generator()
     batches = [{k: v.to(dev) for k, v in parallel.shard(
         get_batch(enc, k, config, logits=logits, generator=gen), rank, world).items()}

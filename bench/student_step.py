@@ -35,24 +35,33 @@ TARGET = 1.1  # the issue: a SinKD step costs at most 1.1x a CE-only step
 RECIPES = ("ce", "kd", "sinkd")
 
 
+def real_setup(*, batch_size: int, max_length: int, device: str, dev: torch.device, rows: int,
+               teacher: str | None = None) -> tuple:
+    """(config, tokenized train rows, the teacher's logits on them, a 2-layer student on
+    ``dev``): Rotten Tomatoes snippets for the packaged MiniLM (or the ``teacher`` folder), the
+    logits computed once beforehand, as a real run's cache."""
+    config = DistillConfig(train_limit=rows, batch_size=batch_size, max_length=max_length,
+                           device=device, steps=10**6)
+    splits = load_data(config)
+    path = distill_models.packaged_model_path() if teacher is None else teacher
+    model = distill_models.load_classifier(path, splits.train.num_labels).to(dev).eval()
+    enc = distill_models.encode_split(distill_models.load_tokenizer(path), splits.train,
+                                      max_length)
+    with torch.no_grad():  # outside the timing
+        logits = torch.cat([model(**{k: v[i:i + 256].to(dev) for k, v in enc.items()
+                                     if k != "labels"}).logits.float().cpu()
+                            for i in range(0, rows, 256)])
+    return config, enc, logits, distill_models.make_student(model, 2).to(dev).train()
+
+
 def time_steps(*, batch_size: int = 32, max_length: int = 64, device: str = "cpu",
                repeats: int = 20, rows: int = 2048, teacher: str | None = None) -> dict:
     """Seconds per student step of each recipe in :data:`RECIPES` over ``repeats`` paired
     rounds, and the median over rounds of each recipe's step time / CE's on the same batch.
     ``teacher``: a model folder (default: the packaged MiniLM)."""
     dev = distill_models.select_device(device)
-    config = DistillConfig(train_limit=rows, batch_size=batch_size, max_length=max_length,
-                           device=device, steps=10**6)
-    splits = load_data(config)
-    path = distill_models.packaged_model_path() if teacher is None else teacher
-    teacher = distill_models.load_classifier(path, splits.train.num_labels).to(dev).eval()
-    enc = distill_models.encode_split(distill_models.load_tokenizer(path), splits.train,
-                                      max_length)
-    with torch.no_grad():  # the cached logits of a real run: computed once, outside the timing
-        logits = torch.cat([teacher(**{k: v[i:i + 256].to(dev) for k, v in enc.items()
-                                       if k != "labels"}).logits.float().cpu()
-                            for i in range(0, rows, 256)])
-    base = distill_models.make_student(teacher, 2).to(dev).train()
+    config, enc, logits, base = real_setup(batch_size=batch_size, max_length=max_length,
+                                           device=device, dev=dev, rows=rows, teacher=teacher)
     gen = torch.Generator()
     batches = [{k: v.to(dev) for k, v in get_batch(enc, k, config, logits=logits,
                                                    generator=gen).items()} for k in range(64)]
