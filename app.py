@@ -7,9 +7,57 @@ pages/ is a page of its own; every one of them starts with the shared shell (she
 import streamlit as st
 
 import shell
+from sinkd.lab import lesson
 
 shell.page("home")
 st.title("SinKD Lab")
+st.markdown(
+    "Learn, explore and verify **Sinkhorn knowledge distillation** (SinKD, Cui et al., "
+    "LREC-COLING 2024): a student matched to its teacher by optimal transport, computed live "
+    "by the `sinkd` library."
+)
+st.page_link("pages/lesson.py", label=f"Start the guided lesson: SinKD in {len(lesson.STEPS)} "
+             "steps", icon="🧭")
+
+# One card per page: a short link (never cut off at 1280 px) and what the page does below it.
+CARDS = {
+    "divergence_lab": "Fit a student to a multimodal teacher under KL, reverse KL, JS, TVD, "
+                      "skew KL, Sinkhorn, debiased Sinkhorn and exact OT: mode averaging, "
+                      "collapse and underestimation, over seeds and budgets.",
+    "batchwise": "A batch of predictions on the 3-class simplex: per-sample KL, reverse KL, JS "
+                 "and OT against SinKD's batch-wise term, which matches the cloud, not the "
+                 "pairs.",
+    "transport": "Change λ and T and watch the N × N plan of a batch converge; see where the "
+                 "plain kernel solver underflows and the log-domain solver does not.",
+    "verify": "Our Sinkhorn solver against POT after every iteration, on your problem and a "
+              "random suite: every check with its error and its tolerance.",
+    "distill": "Train small BERT students with CE, KD and SinKD in the background and compare "
+               "their accuracies over seeds.",
+    "lesson": "The paper's story step by step, each step a preset of a page: predict, reveal, "
+              "move on.",
+}
+for row in (tuple(CARDS)[:3], tuple(CARDS)[3:]):
+    for column, name in zip(st.columns(3), row, strict=True):
+        link = shell.PAGES[name]
+        with column.container(border=True):
+            st.page_link(link.path, label=f"**{link.title}**", icon=link.icon)
+            st.caption(CARDS[name])
+
+# The pages with presets, named from their specs by tests/app/test_app.py's check of this line.
+PRESET_PAGES = ("Divergence lab", "What SinKD matches", "Transport plans", "Verify against POT",
+                "Distill a BERT")
+st.markdown(
+    f"""
+**Start in one click:** the lesson, or the divergence lab, whose first preset is the classic
+picture of mode averaging. {", ".join(PRESET_PAGES[:-1])} and {PRESET_PAGES[-1]} have presets,
+each with a *what to notice* line. Every page with settings has a reset button, and its URL
+keeps the settings, so a shared link opens the same view. *Projector mode* in the sidebar
+enlarges every figure's text and lines for a class. The camera button of each plot downloads it
+(PNG or SVG: choose in the sidebar).
+"""
+)
+
+st.subheader("What SinKD computes")
 st.markdown(
     """
 Knowledge distillation trains a small **student** to reproduce the softened class distribution
@@ -18,10 +66,10 @@ forward KL **averages modes**, reverse KL **collapses** onto one mode, and Jense
 **underestimates** low-probability regions and saturates at $\\log 2$ when the supports are
 disjoint, so its gradient vanishes.
 
-**SinKD** (Cui et al., LREC-COLING 2024) replaces them with the **Sinkhorn distance**, optimal
-transport regularised by entropy, which keeps giving useful gradients without overlap. It also
-matches predictions **batch-wise**: the $N$ student predictions and $N$ teacher predictions of a
-batch are two point clouds, and the loss is the cost of transporting one onto the other.
+**SinKD** replaces them with the **Sinkhorn distance**, optimal transport regularised by entropy,
+which keeps giving useful gradients without overlap. It also matches predictions **batch-wise**:
+the $N$ student predictions and $N$ teacher predictions of a batch are two point clouds, and the
+loss is the cost of transporting one onto the other.
 """
 )
 st.latex(
@@ -32,34 +80,7 @@ st.latex(
 st.markdown(
     """
 Everything this app shows is computed live by the `sinkd` library, whose solver is verified
-against [POT](https://pythonot.github.io/) to round-off (`python -m sinkd verify`).
-"""
-)
-
-st.subheader("Where to go")
-st.page_link("pages/divergence_lab.py", label="**Divergence lab**: fit a student to a bimodal "
-             "teacher under KL, reverse KL, JS, TVD, skew KL, Sinkhorn, debiased Sinkhorn and "
-             "exact OT, and measure mode averaging, mode collapse and mode underestimation over "
-             "seeds and budgets.", icon="⛰️")
-st.page_link("pages/batchwise.py", label="**What SinKD matches**: a batch of predictions on the "
-             "3-class simplex; per-sample KL, reverse KL, JS and OT against SinKD's batch-wise "
-             "term, which matches the cloud but not the pairs.", icon="🎯")
-st.page_link("pages/transport.py", label="**Transport plans**: change λ and T and watch the "
-             "N × N plan of a batch converge; see where the plain kernel solver underflows.",
-             icon="🧮")
-st.page_link("pages/verify.py", label="**Verify against POT**: our solver and POT side by side, "
-             "iteration by iteration, with the tolerance of every check.", icon="✅")
-st.page_link("pages/distill.py", label="**Distill a BERT**: train small students with CE, KD "
-             "and SinKD in the background and compare their accuracies over seeds.", icon="🎓")
-st.markdown(
-    """
-**Start in one click:** open the divergence lab; its first preset is the classic picture of mode
-averaging. Every page has presets with a *what to notice* line, a reset button, and a URL that
-restores exactly what is on screen when you share it. The camera button of each plot downloads
-it (PNG or SVG: choose in the sidebar); tables download as CSV.
-
-The library behind the pages, `sinkd`, is usable on its own (see the README):
-`python -m sinkd verify` checks the solver against POT; in a checkout, `python -m bench`
-measures it.
+against [POT](https://pythonot.github.io/) to round-off (`python -m sinkd verify`). The library
+is usable on its own (see the README); in a checkout, `python -m bench` measures it.
 """
 )

@@ -35,7 +35,9 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from sinkd.lab import lesson as guided
 from sinkd.lab.spec import PageSpec
+from sinkd.lab.style import projector
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class Link:
 # The grouped menu drawn on every page; Streamlit's own flat list of pages/ is hidden
 # (client.showSidebarNavigation = false in .streamlit/config.toml).
 NAV = {
-    "Learn": (Link("app.py", "Home", "🏠"), Link("pages/divergence_lab.py", "Divergence lab", "⛰️"),
+    "Learn": (Link("app.py", "Home", "🏠"), Link("pages/lesson.py", "Guided lesson", "🧭"),
+              Link("pages/divergence_lab.py", "Divergence lab", "⛰️"),
               Link("pages/batchwise.py", "What SinKD matches", "🎯")),
     "Explore": (Link("pages/transport.py", "Transport plans", "🧮"),),
     "Verify": (Link("pages/verify.py", "Verify against POT", "✅"),),
@@ -63,6 +66,11 @@ NAV = {
 }
 PAGES = {link.name: link for links in NAV.values() for link in links}
 APP_TITLE = "SinKD Lab"
+PROJECTOR = "projector"  # projector mode's session key and URL name ("1" when on)
+PROJECTOR_TOGGLE = "projector_toggle"  # the sidebar toggle's widget key (+ "_<page>")
+# Values of the shell, not of a page: View.sync_url keeps them in the URL beside the page's.
+SHELL_PARAMS = (guided.URL_PARAM, PROJECTOR)
+_LESSON_AT = "_lesson_applied"  # the lesson step whose preset this session last applied
 
 
 def page(name: str, spec: PageSpec | None = None) -> View:
@@ -76,21 +84,116 @@ def page(name: str, spec: PageSpec | None = None) -> View:
     # The pages solve many small problems: one thread is several times faster there than two
     # (measured in bench/plans_speed.py), and it leaves a core to the browser and the server.
     torch.set_num_threads(1)
+    spec = spec if spec is not None else PageSpec({})
+    number = _lesson_number()
+    if number is not None and guided.step(number).page != name:
+        go_to_step(number)  # a step's number with another page's URL: open the step's page
+    if number is not None:
+        _open_step(name, spec, number)
     with st.sidebar:
+        if number is not None:
+            lesson_bar(number, spec)
         for group, links in NAV.items():
             st.caption(group)
             for item in links:
                 st.page_link(item.path, label=item.title, icon=item.icon)
-    sidebar_controls()
-    return View(name, spec if spec is not None else PageSpec({}))
+    sidebar_controls(name)
+    return View(name, spec)
 
 
-def sidebar_controls() -> None:
-    """Controls shared by every page, drawn by :func:`page`."""
+def _lesson_number() -> int | None:
+    """The lesson step the URL names (``?lesson=5``), None without one or for an invalid one."""
+    raw = st.query_params.get(guided.URL_PARAM)
+    if raw is None:
+        return None
+    try:
+        return guided.parse_step(raw)
+    except ValueError as err:
+        st.warning(f"The link's lesson step was ignored: {err}.")
+        return None
+
+
+def go_to_step(number: int) -> None:
+    """Open step ``number`` of the guided lesson: its page, with its preset applied."""
+    st.session_state.pop(_LESSON_AT, None)
+    st.switch_page(PAGES[guided.step(number).page].path,
+                   query_params={guided.URL_PARAM: str(number)})
+
+
+def _open_step(name: str, spec: PageSpec, number: int) -> None:
+    """On arriving at a step, give the page its preset: the page's values in this session are
+    dropped, then the preset's are set (a page without presets gets its defaults). A link that
+    carries the page's own values or preset (a copied URL) keeps them, as outside the lesson."""
+    if st.session_state.get(_LESSON_AT) == number:
+        return
+    st.session_state[_LESSON_AT] = number
+    if "preset" in st.query_params or any(k in st.query_params for k in spec.defaults):
+        return
+    for key in spec.defaults:
+        st.session_state.pop(f"{name}_{key}", None)
+        st.session_state.pop(f"_saved_{name}_{key}", None)
+    st.session_state.pop(f"{name}_preset", None)
+    preset = guided.step(number).preset
+    if preset is not None:
+        st.session_state[f"{name}_preset"] = preset
+        for key, value in spec.presets[preset].values.items():
+            st.session_state[f"{name}_{key}"] = value
+
+
+def lesson_bar(number: int, spec: PageSpec) -> None:
+    """The current lesson step, drawn at the top of the sidebar: previous / next (first, so they
+    stay in view), its question, and the reveal of what to notice."""
+    step, total = guided.step(number), len(guided.STEPS)
+    st.markdown(f"**🧭 Lesson · step {number} of {total}**  \n{step.title}")
+    back, ahead = st.columns(2)
+    if back.button("◀ Previous", key="_lesson_previous", disabled=number == 1,
+                   width="stretch"):
+        go_to_step(number - 1)
+    if number < total:
+        if ahead.button("Next ▶", key="_lesson_next", type="primary", width="stretch"):
+            go_to_step(number + 1)
+    else:
+        ahead.page_link("pages/lesson.py", label="Finish", icon="🏁")
+    st.markdown(f"**Predict first:** {step.question}")
+    if st.toggle("Reveal what to notice", key=f"_lesson_reveal_{number}"):
+        lines = guided.reveal_lines(step, spec.presets)
+        shown = "".join(f"\n- {line}" for line in lines)
+        st.success(f"**What to notice:**{shown}\n\n**For SinKD:** {step.point}" if lines
+                   else f"**What to notice:** {step.point}")
+    st.divider()
+
+
+def sidebar_controls(page: str = "") -> None:
+    """Controls shared by every page, drawn by :func:`page` (``page``: the page's name)."""
     if "image_format" not in st.session_state:
         st.session_state["image_format"] = "png"
     st.sidebar.radio("Plot download format", ["png", "svg"], key="image_format", horizontal=True,
                      help="Used by the camera button in the toolbar of every plot.")
+    projector_toggle(page)
+
+
+def projector_toggle(page: str = "") -> bool:
+    """Projector mode: every figure restyled by :func:`sinkd.lab.style.projector` (larger
+    fonts, thicker lines). Kept in the session across pages and in the URL (``projector=1``),
+    so a copied link opens in the same mode."""
+    # The mode lives in a plain session key; each page has its own toggle (Streamlit keeps no
+    # widget's state across pages), set from that key, and its callback writes a click into it.
+    if PROJECTOR not in st.session_state:  # a fresh session: the link's mode
+        st.session_state[PROJECTOR] = st.query_params.get(PROJECTOR) in ("1", "true", "True")
+    key = f"{PROJECTOR_TOGGLE}_{page}" if page else PROJECTOR_TOGGLE
+    if st.session_state.get(key) != st.session_state[PROJECTOR]:
+        st.session_state[key] = st.session_state[PROJECTOR]
+
+    def switched() -> None:
+        st.session_state[PROJECTOR] = st.session_state[key]
+
+    on = st.sidebar.toggle("Projector mode", key=key, on_change=switched,
+                           help="Large fonts and thick lines in every figure, for a class.")
+    if on and st.query_params.get(PROJECTOR) != "1":
+        st.query_params[PROJECTOR] = "1"
+    elif not on and PROJECTOR in st.query_params:
+        del st.query_params[PROJECTOR]
+    return on
 
 
 class View:
@@ -188,6 +291,7 @@ class View:
         preset = st.session_state.get(self.key("preset"))
         if preset is not None:
             params["preset"] = preset
+        params.update({k: st.query_params[k] for k in SHELL_PARAMS if k in st.query_params})
         if dict(st.query_params) != params:
             st.query_params.from_dict(params)
 
@@ -242,7 +346,10 @@ def lambda_slider(view: View, name: str, label: str = LAMBDA_LABEL, *, where: An
 
 
 def show_figure(fig: go.Figure, key: str) -> None:
-    """Plot a sinkd figure with the toolbar's image download in the chosen format."""
+    """Plot a sinkd figure with the toolbar's image download in the chosen format, restyled
+    for a projector in projector mode."""
+    if st.session_state.get(PROJECTOR):
+        fig = projector(fig)
     config = {"displaylogo": False,
               "toImageButtonOptions": {"format": st.session_state.get("image_format", "png"),
                                        "filename": key, "scale": 2}}

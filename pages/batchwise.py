@@ -29,20 +29,28 @@ def robustness_cached(preset: str, _progress=None) -> dict:
     return batchwise.robustness(preset, on_progress=_progress)
 
 
-st.title("What SinKD matches")
-st.markdown("SinKD matches the batch's **cloud** of predictions to the teacher's, not each "
-            "prediction to its own input's: six linear students, one per loss.")
-preset_col, question_col = st.columns([2, 3])
+# The figure first (at 1280x720 in projector mode too): title and preset share a row, and the
+# first figure is one row of panels (per-sample KL against SinKD's term alone and in the
+# recipe); the other three students follow below it.
+FIRST_PANELS = ("kl", "sinkd", "recipe")
+OTHER_PANELS = ("rkl", "js", "class_ot")
+title_col, preset_col = st.columns([3, 2])
+title_col.title("What SinKD matches")
 with preset_col:
     preset_name = view.presets(notice=False)
 preset = SPEC.presets[preset_name]
 on_preset = view.matches(preset)
-if on_preset:
-    question_col.markdown(f"**Predict first:** {preset.question}")
 
 with shell.guard():
     fit = fit_cached(tuple(sorted(view.values().items())))
-shell.show_figure(batchwise_figures.cloud_figure(fit), "batchwise_clouds")
+shell.show_figure(batchwise_figures.cloud_figure(fit, FIRST_PANELS), "batchwise_clouds")
+st.markdown("SinKD matches the batch's **cloud** of predictions to the teacher's, not each "
+            "prediction to its own input's: six linear students, one per loss (the other three "
+            "below).")
+if on_preset:
+    st.markdown(f"**Predict first:** {preset.question}")
+
+shell.show_figure(batchwise_figures.cloud_figure(fit, OTHER_PANELS), "batchwise_clouds_more")
 
 reveal_key = view.key(f"revealed_{preset_name}")
 if on_preset:

@@ -1,19 +1,26 @@
 """Distill a BERT: configure recipes x seeds, train them in the background, compare the records."""
 
 import os
+import uuid
+from pathlib import Path
 
 import streamlit as st
 
 import shell
-from sinkd.distill import RECIPES, DistillConfig
+from sinkd.distill import RECIPES, DistillConfig, sessions
+from sinkd.distill import eta as distill_eta
 from sinkd.distill import jobs as distill_jobs
+from sinkd.distill.data import load_table
 from sinkd.distill.glue import GLUE_HELP, GLUE_TASKS
 from sinkd.distill.models import available_devices, default_cache_dir, select_device
 from sinkd.distill.records import compare
-from sinkd.lab import distill_figures, distill_spec
+from sinkd.lab import distill_figures, distill_spec, distill_tables
 
 view = shell.page("distill", distill_spec.spec(RECIPES, GLUE_TASKS))
 lim = view.spec.limits
+CLASSROOM = distill_eta.load_timing()  # the classroom preset measured (bench/classroom_time.py)
+PRIOR = distill_eta.Prior.from_timing(CLASSROOM)  # the ETA's fallback until steps are timed
+PARTS = {name: recipe.parts for name, recipe in RECIPES.items()}  # the terms each recipe sums
 
 WHY = """
 A **teacher** (the packaged 6-layer MiniLM unless you name another, fine-tuned once on the
@@ -21,7 +28,8 @@ chosen data set, Rotten Tomatoes by default, and cached) is distilled into a **s
 its first layers. Each *recipe* is one loss: CE with the
 labels only, KD with a divergence at temperature $T$, or SinKD, which adds $\\beta$ times the
 Sinkhorn distance between the batch's student and teacher predictions (entropic weight
-$\\lambda$, $T$ scalings). Every run is saved as a record, listed below even after a restart.
+$\\lambda$, $T$ scalings). Every run is saved as a record, listed in the results even after a
+restart.
 """
 TRY = """
 - Start the classroom preset and watch the loss terms fall while it trains.
@@ -32,69 +40,171 @@ TRY = """
 """
 
 
-@st.cache_resource
-def _holder() -> dict:
-    """The one job of this app process: survives reruns and page switches."""
-    return {"job": None}
+TEACHER_LABELS = {"": "MiniLM-L6 (packaged, offline)",
+                  "bert-base-uncased": "BERT-base-uncased (the paper's; needs the hub)"}
+# Session-state keys outside the page's "distill_" prefix (shell.values_of reads that prefix).
+OWNER, START_ERROR, UPLOAD = "sinkd_owner", "sinkd_start_error", "sinkd_upload"
+
+
+def _owner() -> str:
+    """This browser session's id on the job board: made once, never shown, never in the URL."""
+    if OWNER not in st.session_state:
+        st.session_state[OWNER] = uuid.uuid4().hex
+    return st.session_state[OWNER]
 
 
 def _start(configs: list[DistillConfig], resume_from: list | None = None) -> None:
-    _holder()["job"] = distill_jobs.Job(configs, threads=os.cpu_count(),
-                                        resume_from=resume_from).start()
+    try:
+        sessions.shared_board().start(_owner(), configs, threads=os.cpu_count(),
+                                      resume_from=resume_from)
+    except (sessions.BusyError, PermissionError) as err:  # another session won the race
+        st.session_state[START_ERROR] = str(err)
 
 
 def _stop() -> None:
-    job = _holder()["job"]
-    if job is not None:
-        job.stop()
+    sessions.shared_board().stop(_owner())
+
+
+@st.cache_data(max_entries=16, show_spinner="Checking the uploaded table...")
+def _check_upload(path: str) -> dict:
+    """The stored upload parsed once (the path names its content's hash): rows or the error."""
+    try:
+        splits = load_table(path)
+    except ValueError as err:
+        return {"error": str(err)}
+    return {"rows": sum(len(s) for s in (splits.train, splits.dev, splits.test)),
+            "labels": list(splits.train.label_names)}
+
+
+def _upload_path(upload) -> str | None:
+    """The server's copy of the uploaded table when it parses, else None with an st.error."""
+    if upload is None:
+        st.info("Upload a CSV or TSV file with the columns text and label (text_b for pairs), "
+                f"at most {sessions.MAX_UPLOAD_BYTES // 2**20} MB.")
+        return None
+    if upload.size > sessions.MAX_UPLOAD_BYTES:
+        st.error(f"{upload.name} is {upload.size / 2**20:.1f} MB: the limit is "
+                 f"{sessions.MAX_UPLOAD_BYTES // 2**20} MB.")
+        return None
+    memo = st.session_state.get(UPLOAD)
+    if memo is None or memo[0] != upload.file_id:  # stored once per upload, not per rerun
+        try:
+            memo = (upload.file_id, str(sessions.store_upload(upload.getvalue(), upload.name)))
+        except ValueError as err:
+            st.error(f"Cannot use {upload.name}: {err}")
+            return None
+        st.session_state[UPLOAD] = memo
+    check = _check_upload(memo[1])
+    if "error" in check:
+        name = upload.name
+        message = check["error"].replace(memo[1], name).replace(Path(memo[1]).name, name)
+        st.error(f"Cannot use {name}: {message}")
+        return None
+    st.caption(f"{upload.name}: {check['rows']:,} rows, labels {check['labels']}.")
+    return memo[1]
+
+
+@st.cache_resource(max_entries=32)
+def _teacher_location(settings: str, _config: DistillConfig):
+    """Where the teacher of these settings is cached: loads the data once per settings."""
+    return distill_jobs.teacher_location(_config)
 
 
 def _fmt_pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
+def _machine(board: sessions.JobBoard) -> None:
+    """What runs on this machine, every session's runs, with controls for none of them."""
+    rows = [{"recipe": r["recipe"], "seed": r["seed"], "status": r["status"],
+             "progress": f"{r['step']} / {r['total']}"}
+            for r in board.jobs(_owner()) if not r["yours"]]
+    full = board.full
+    if rows:
+        st.markdown(f"**Running on this machine for other sessions** ({board.running()} of "
+                    f"{board.max_jobs} job slot(s) in use; only the session that started a "
+                    "job can stop it)")
+        st.dataframe(rows, hide_index=True, key="distill_machine")
+    if st.session_state.pop("sinkd_was_full", False) and not full:
+        st.rerun()  # a slot just freed: redraw the whole page so that Start is enabled
+    if full:
+        st.session_state["sinkd_was_full"] = True
+
+
 @st.fragment(run_every=1.0)
 def _progress() -> None:
-    """Live progress of the background job, polled every second (the worker never draws)."""
-    job = _holder()["job"]
+    """Live progress of this session's job and the machine's, polled every second (the worker
+    never draws)."""
+    board = sessions.shared_board()
+    _machine(board)
+    job = board.job(_owner())
     if job is None:
-        st.caption("No job started in this app process yet.")
+        st.caption("No job started in this session yet. A job belongs to the browser tab that "
+                   "started it: reloading the tab leaves it running to its end.")
         return
     runs = job.snapshot()
+    current = next((r for r in runs if r["status"] == "running"), None)
+    if current is not None:
+        _current(current, runs, job)
+    curves = distill_tables.job_curves(runs)  # finished runs of the job stay drawn
+    if curves:  # first, so that it is in view at 1280 x 720
+        shell.show_figure(distill_figures.runs_figure(curves), "distill_losses")
+        st.caption("Each term on its own scale (the Sinkhorn term is about 1/100 of CE and KD); "
+                   "the total is (1 − α) CE + α KD + β Sinkhorn.")
     st.dataframe([{k: r[k] for k in ("recipe", "seed", "status", "error")} for r in runs],
                  hide_index=True, key="distill_queue")
-    current = next((r for r in runs if r["status"] == "running"), None)
     if job.alive:
         st.button("Stop", key="distill_stop", on_click=_stop, disabled=job.stopping,
                   help="Stops the current run after its step; queued runs do not start.")
         st.session_state["distill_was_running"] = True
     elif st.session_state.pop("distill_was_running", False):
         st.rerun()  # the job just ended: redraw the whole page so the results list its records
-    if current is None:
-        return
-    st.markdown(f"**Running:** {current['recipe']} seed {current['seed']}")
+
+
+def _current(current: dict, runs: list[dict], job: distill_jobs.Job) -> None:
+    """The running run's progress and the whole queue's time left (``runs``: the snapshot),
+    in one bar and one line, so that the curves below stay in view."""
     info = distill_jobs.progress_summary(current["steps"], current["total"])
+    left = distill_eta.queue_eta(runs, teacher_cached=False, prior=PRIOR,
+                                 teacher_steps=job.runs[0].config.teacher_steps,
+                                 stopping=job.stopping)
+    name = f"{current['recipe']} seed {current['seed']}"
+    eta = f"queue time left {distill_eta.format_duration(left['seconds'])}"
     if not current["steps"]:
         t = current["teacher"]
         phase = "starting" if t is None else (
             "teacher loaded from the cache" if t["phase"] == "cache" else
-            f"teacher {t['phase']} {t.get('split', '')} {t['done']}/{t['total']}")
-        st.progress(0.0, text=phase)
-        return
-    st.progress(info["step"] / info["total"], text=f"step {info['step']} / {info['total']}")
-    cols = st.columns(3 + len(info["latest"]))
-    cols[0].metric("dev accuracy", _fmt_pct(info["dev"]))
-    cols[1].metric("steps/s", "—" if info["steps_per_s"] is None else f"{info['steps_per_s']:.2f}")
-    cols[2].metric("time left", "—" if info["eta_s"] is None else f"{info['eta_s']:.0f} s")
-    for col, (name, value) in zip(cols[3:], info["latest"].items(), strict=True):
-        col.metric(name, f"{value:.4f}")
-    shell.show_figure(distill_figures.loss_curves_figure(current["steps"]), "distill_losses")
+            f"teacher {t['phase']} {t.get('split', '')} {t['done']}/{t['total']} (once: then "
+            "cached for every run)")
+        st.progress(0.0, text=f"{name}: {phase} · {eta}")
+    else:
+        rate = "—" if info["steps_per_s"] is None else f"{info['steps_per_s']:.2f}"
+        st.progress(info["step"] / info["total"],
+                    text=f"{name}: step {info['step']} / {info['total']} · dev accuracy "
+                    f"{_fmt_pct(info['dev'])} · {rate} steps/s · {eta}")
+    source = ("this machine's step times" if left["measured"] else
+              f"the classroom measurement on {CLASSROOM['cores']} cores, until steps are timed")
+    st.caption(f"Time left for the whole queue: **{distill_eta.format_duration(left['seconds'])}"
+               f"** ({sum(s > 0 for s in left['runs_s'])} run(s) to finish"
+               + (f", teacher {distill_eta.format_duration(left['teacher_s'])}"
+                  if left["teacher_s"] else "") + f"; from {source}).")
 
 
-st.title("Distill a BERT")
-st.markdown("Train small BERT students with several distillation losses, in the background, "
-            "then compare their accuracies over seeds. Nothing runs until you press **Start**.")
-view.presets()
+head, pick = st.columns([3, 2], vertical_alignment="bottom")
+head.title("Distill a BERT")
+with pick:
+    preset_name = view.presets(notice=False)
+st.markdown("Train small BERT students with several distillation losses in the background, "
+            "then compare them over seeds. Nothing runs until you press **Start**.")
+# Start, the live curves and the results come first (the main figure in view at 1280 x 720):
+# drawn into this container further down, once the settings below are read
+top = st.container()
+preset = view.spec.presets[preset_name]
+if view.matches(preset):
+    st.info(f"**What to notice:** {preset.notice}")
+else:
+    st.caption(f"The values differ from the preset *{preset_name}*: choose it again to restore "
+               "them and its note.")
 shell.lesson(WHY, TRY)
 
 st.subheader("Configure")
@@ -123,11 +233,13 @@ with c3:
     st.selectbox("Data set", lim["data_source"], key=view.key("data_source"),
                  help="Rotten Tomatoes ships with the app (offline). GLUE tasks: " + GLUE_HELP
                  + ". file: your CSV/TSV with columns text, label (and text_b for pairs).")
+    upload = None
     if view["data_source"] == distill_spec.FILE:
-        st.text_input("CSV/TSV file (path)", key=view.key("data_file"),
-                      placeholder="/path/to/reviews.csv")
-    st.text_input("Teacher (local folder or hub id; empty: the packaged MiniLM-L6)",
-                  key=view.key("teacher"), placeholder="bert-base-uncased")
+        upload = st.file_uploader("CSV/TSV file (columns text, label)", type=["csv", "tsv"],
+                                  key="sinkd_upload_file",
+                                  max_upload_size=sessions.MAX_UPLOAD_BYTES // 2**20)
+    st.selectbox("Teacher", lim["teacher"], key=view.key("teacher"),
+                 format_func=TEACHER_LABELS.get)
     st.slider("Max length (tokens)", *lim["max_length"], step=8, key=view.key("max_length"))
     st.slider("Student layers (of 6)", *lim["student_layers"], key=view.key("student_layers"))
     st.number_input("Training snippets", *lim["train_limit"], step=100,
@@ -142,14 +254,16 @@ view.reset_button()
 view.sync_url()
 
 values = view.values()
+stored = _upload_path(upload) if values["data_source"] == distill_spec.FILE else None
 recipes = [r for r in RECIPES if values[f"use_{r}"]]
 seeds = list(range(values["first_seed"], values["first_seed"] + values["n_seeds"]))
 # RuntimeError: a GLUE task where the hub is out of reach
 with shell.guard(ValueError, RuntimeError):
-    base = DistillConfig.from_overrides(distill_spec.config_overrides(values),
+    base = DistillConfig.from_overrides(distill_spec.config_overrides(values, stored),
                                         base=DistillConfig())
     configs = distill_jobs.make_configs(base, recipes, seeds)
-    teacher_dir, cached = distill_jobs.teacher_status(base)
+    teacher_dir, cached = distill_jobs.teacher_status(base, _teacher_location(repr(
+        [default_cache_dir(), *(getattr(base, f) for f in distill_jobs.TEACHER_FIELDS)]), base))
 device = select_device("auto")
 st.markdown(
     f"**{len(configs)} run(s)** ({', '.join(recipes)} × seeds {seeds}) on device **{device}** "
@@ -158,58 +272,103 @@ st.markdown(
     + ("**already cached**: runs start at once." if cached else
        "**not cached yet**: the first run fine-tunes it.")
     + f" Records are saved in `{distill_jobs.runs_dir()}`.")
+plan = distill_eta.plan_eta([c.steps for c in configs], teacher_cached=cached,
+                            teacher_steps=base.teacher_steps, prior=PRIOR)
+st.caption(f"Estimated time: about {distill_eta.format_duration(plan['seconds'])}"
+           + (f", of which {distill_eta.format_duration(plan['teacher_s'])} for the teacher "
+              "(once: later runs with the same data and teacher settings read it from the "
+              "cache)" if plan["teacher_s"] else "")
+           + ", at the per-step speed of the classroom preset measured on "
+           + distill_tables.machine_text(CLASSROOM) + "; other batch sizes, lengths and "
+           "machines differ. While it trains, the time left is re-estimated from this "
+           "machine's own step times.")
 
-st.subheader("Run")
-job = _holder()["job"]
-busy = job is not None and job.alive
-records = distill_jobs.list_records(distill_jobs.runs_dir())
-stopped = distill_jobs.resumable_records(records)
-start_col, resume_col = st.columns(2)
-start_col.button("Start", key="distill_start", type="primary", disabled=busy,
-                 on_click=_start, args=(configs,),
-                 help="A job is running: stop it or wait." if busy else
-                 "Queue these runs and train.")
-if stopped:
-    with shell.guard():
-        resumed = distill_jobs.resume_configs(stopped)
-    resume_col.button(f"Resume {len(stopped)} stopped run(s)", key="distill_resume",
-                      disabled=busy, on_click=_start, args=(resumed, stopped),
-                      help="Continue each stopped run from its last finished step, with its "
-                      "own settings (not the ones above): " + ", ".join(p.name for p in stopped))
-_progress()
+with top:
+    board = sessions.shared_board()
+    job = board.job(_owner())
+    mine = job is not None and job.alive
+    busy = mine or board.full
+    if board.full and not mine:
+        st.warning(f"The machine is busy: {board.running()} of its {board.max_jobs} job slot(s) "
+                   "are in use by other sessions (listed below). Start is enabled again when one "
+                   "ends.")
+    if START_ERROR in st.session_state:
+        st.error(f"Not started: {st.session_state.pop(START_ERROR)}")
+    records = distill_jobs.list_records(distill_jobs.runs_dir())
+    # only this session's stopped runs: another session cannot resume (or stop) them
+    stopped = [p for p in distill_jobs.resumable_records(records) if board.owns(_owner(), p)]
+    start_col, resume_col = st.columns(2)
+    start_col.button("Start", key="distill_start", type="primary", disabled=busy,
+                     on_click=_start, args=(configs,),
+                     help=("Your job is running: stop it or wait." if mine else
+                           "The machine is busy: wait until a job ends." if busy else
+                           "Queue these runs and train."))
+    if stopped:
+        with shell.guard():
+            resumed = distill_jobs.resume_configs(stopped)
+        resume_col.button(f"Resume {len(stopped)} stopped run(s)", key="distill_resume",
+                          disabled=busy, on_click=_start, args=(resumed, stopped),
+                          help="Continue each stopped run from its last finished step, with its "
+                          "own settings (not the page's): "
+                          + ", ".join(p.name for p in stopped))
+    st.caption(f"{len(configs)} run(s): {', '.join(recipes)} × seeds {seeds} on {device}; "
+               f"about {distill_eta.format_duration(plan['seconds'])}"
+               + (f", {distill_eta.format_duration(plan['teacher_s'])} of it the teacher (once, "
+                  "then cached)" if plan["teacher_s"] else "")
+               + ". Settings and details below the results.")
+    _progress()
 
-st.subheader("Results")
-if not records:
-    st.info(f"No saved runs yet in `{distill_jobs.runs_dir()}`.")
-else:
-    table = compare([r for _, r in records])
-    st.markdown("Mean and standard deviation over seeds per experiment (recipe, steps and the "
-                "settings in which experiments differ), beside the teacher on the same dev and "
-                "test sets; accuracies as fractions; stopped runs are counted apart, not averaged.")
-    st.dataframe(table, hide_index=True, key="distill_compare_table")
-    shell.download_numbers(table, "distill_comparison", key="distill_download")
-    st.selectbox("Accuracy to plot", lim["metric"], key=view.key("metric"))
-    with shell.guard():
-        fig = distill_figures.compare_figure(table, view["metric"])
-    shell.show_figure(fig, "distill_compare")
-    st.markdown("**Which term trains the student?** On every evaluation step each term's share "
-                "of the gradient at the student's logits: the norm of its weighted gradient "
-                "over the sum of the terms' norms (columns *grad share* of the table, mean over "
-                "evaluations and seeds). A SinKD share near 0 means β leaves the student as KD "
-                "alone would.")
-    shares = distill_figures.grad_shares_figure(
-        [(f"{r.recipe} seed {r.config.get('seed')}", r.metrics) for _, r in records])
-    if shares.data:
-        shell.show_figure(shares, "distill_grad_shares")
+    st.subheader("Results")
+    if not records:
+        st.info(f"No saved runs yet in `{distill_jobs.runs_dir()}`.")
     else:
-        st.caption("No saved run measured gradient shares (records written before they were).")
-    with st.expander(f"All {len(records)} saved runs"):
-        st.dataframe(distill_jobs.runs_table(records), hide_index=True, key="distill_runs")
-    latest = distill_jobs.latest_batch(records)
-    if latest is not None:
-        batch, path, record = latest
-        st.session_state["latest_batch"] = batch
-        st.page_link("pages/transport.py", icon="🧮",
-                     label=f"Open the last batch's transport plan ({record.recipe} seed "
-                     f"{record.config.get('seed')}, {len(batch['teacher_logits'])} snippets)")
-    st.caption(f"Default cache: `{default_cache_dir()}` (set SINKD_CACHE to move it).")
+        table = compare([r for _, r in records])
+        with shell.guard():
+            fig = distill_figures.compare_figure(table, view["metric"], PARTS)
+        shell.show_figure(fig, "distill_compare")
+        st.selectbox("Accuracy to plot", lim["metric"], key=view.key("metric"))
+        st.markdown("Mean ± standard deviation over seeds per experiment (recipe, steps and the "
+                    "settings in which experiments differ: each row names only those its recipe "
+                    "reads), beside the teacher on the same dev and test sets; accuracies in %; "
+                    "stopped runs are counted apart, not averaged. Hover a bar for its settings.")
+        st.dataframe(distill_tables.comparison_table(table, PARTS), hide_index=True,
+                     key="distill_compare_table")
+        shell.download_numbers(table, "distill_comparison", key="distill_download")
+        st.markdown("**Loss curves of saved runs**: every finished (or stopped) run keeps its "
+                    "curves in its record; pick the runs to draw.")
+        choices = distill_tables.run_choices(records)
+        picked = st.multiselect("Runs to draw", list(choices), default=list(choices)[:2],
+                                key="sinkd_curves_pick")
+        saved = distill_figures.runs_figure(
+            distill_tables.run_curves([records[choices[name]][1] for name in picked], PARTS))
+        if saved.data:
+            shell.show_figure(saved, "distill_saved_curves")
+            st.caption("Each term on its own scale. The KD recipes' term is a divergence (0 when "
+                       "the student matches the teacher); SinKD's is the cross-entropy with the "
+                       "teacher (the teacher's entropy when matched), so their totals sit apart by "
+                       "about that entropy, not by how well they learn.")
+        else:
+            st.caption("No step to draw: pick a run above (a run stopped before its first step "
+                       "has none).")
+        st.markdown("**Which term trains the student?** On every evaluation step each term's "
+                    "share of the gradient at the student's logits: the norm of its weighted "
+                    "gradient over the sum of the terms' norms (columns *grad share* of the "
+                    "table, mean over evaluations and seeds). A SinKD share near 0 means β "
+                    "leaves the student as KD alone would.")
+        shares = distill_figures.grad_shares_figure(
+            [(f"{r.recipe} seed {r.config.get('seed')}", r.metrics) for _, r in records])
+        if shares.data:
+            shell.show_figure(shares, "distill_grad_shares")
+        else:
+            st.caption("No saved run measured gradient shares (records written before they were).")
+        with st.expander(f"All {len(records)} saved runs"):
+            st.dataframe(distill_tables.runs_display(distill_jobs.runs_table(records)),
+                         hide_index=True, key="distill_runs")
+        latest = distill_jobs.latest_batch(records)
+        if latest is not None:
+            batch, path, record = latest
+            st.session_state["latest_batch"] = batch
+            st.page_link("pages/transport.py", icon="🧮", query_params={"batch": "latest"},
+                         label=f"Open the last batch's transport plan ({record.recipe} seed "
+                         f"{record.config.get('seed')}, {len(batch['teacher_logits'])} snippets)")
+        st.caption(f"Default cache: `{default_cache_dir()}` (set SINKD_CACHE to move it).")

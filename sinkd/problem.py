@@ -99,6 +99,8 @@ def as_arrays(a: ArrayLike | None, b: ArrayLike | None, cost: ArrayLike,
               torch_path: bool) -> Arrays:
     """The arrays of a problem (shapes checked, batch broadcast), on the torch path (tensors on
     the cost's device; results as tensors when the cost is one) or the numpy path."""
+    if cost is None:  # a and b may be None (uniform masses); the cost may not
+        raise ValueError("cost must be a tensor or an array of shape (..., n, m), got None")
     given = [None if x is None else _as_array(x, name, torch_path)
              for x, name in ((a, "a"), (b, "b"), (cost, "cost"))]
     C = given[2]

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from sinkd import iterations
 from sinkd.iterations import NUMPY, TORCH, Problem, State
-from sinkd.problem import ArrayLike, Output, as_arrays, check_values, read, shared_cost
+from sinkd.problem import ArrayLike, Arrays, Output, as_arrays, check_values, read, shared_cost
 from sinkd.validation import check_bool, check_choice, check_int, check_number
 
 METHODS = ("auto", "kernel", "log")
@@ -57,6 +57,31 @@ def kernel_is_safe(max_abs_cost: float, reg: float, dtype: torch.dtype | np.dtyp
     float32). The SinKD loss asks it with the known bound of its cost, without reading C."""
     finfo = torch.finfo(dtype) if isinstance(dtype, torch.dtype) else np.finfo(dtype)
     return max_abs_cost / reg <= 0.5 * -math.log(finfo.tiny)
+
+
+def _log_fits(max_abs_cost: float, reg: float, dtype: torch.dtype | np.dtype) -> bool:
+    """Whether the log iterations' (f + g - C) / reg stays finite in ``dtype``: |f|, |g| and
+    |C| are each about max|C| at most, so three of them over min(reg, 1) must fit."""
+    finfo = torch.finfo(dtype) if isinstance(dtype, torch.dtype) else np.finfo(dtype)
+    return 3 * max_abs_cost / min(reg, 1.0) <= float(finfo.max)
+
+
+def _promoted(arrays: Arrays, max_abs_cost: float, reg: float) -> tuple[Any, Any, Any, Output]:
+    """The problem's arrays in float64 and an output back in their dtype, or ValueError where
+    even float64 cannot hold the log iterations."""
+    if not _log_fits(max_abs_cost, reg, torch.float64):
+        limit = float(np.finfo(np.float64).max) * min(reg, 1.0) / 3
+        raise ValueError(f"cost must have max |cost| <= {limit:.3g} for reg = {reg:g} (the log "
+                         f"iterations overflow float64 beyond), got max |cost| = "
+                         f"{max_abs_cost:.3g}")
+    C, a, b, output = arrays.C, arrays.a, arrays.b, arrays.output
+    if isinstance(C, Tensor):
+        back = output.dtype or C.dtype
+        C, a, b = (x.to(torch.float64) for x in (C, a, b))
+    else:
+        back = None  # numpy results are returned as computed, as for float64 input
+        C, a, b = (x.astype(np.float64) for x in (C, a, b))
+    return C, a, b, Output(to_numpy=output.to_numpy, dtype=back)
 
 
 @dataclass(frozen=True)
@@ -202,6 +227,9 @@ def sinkhorn(
         "kernel" scales ``exp(-C / reg)``: fastest, underflows (NaN) when ``C / reg`` is large.
         "log" is stabilised (absorbed potentials, exact log-domain redo of a block that
         overflows): finite for any ``reg`` and dtype, about as fast where the kernel works.
+        Where ``max |C| / reg`` overflows the dtype itself (a float32 cost of 1e38), it
+        iterates in float64 and returns the dtype; beyond float64's range, a ValueError says
+        which ``max |C|`` the ``reg`` allows. (``checks=False`` reads no max: no promotion.)
         "auto" uses the kernel where ``max |C| / reg`` is safely inside the dtype's range
         (:func:`kernel_is_safe`), else "log".
     grad : {"unrolled", "envelope"}
@@ -264,6 +292,10 @@ def sinkhorn(
     quiet = np.errstate(all="ignore") if ops is NUMPY else contextlib.nullcontext()
     with quiet:
         values = check_values(arrays) if checks else None  # None: nothing known
+        if values is not None and not _log_fits(values.max_abs_cost, reg, C.dtype):
+            # (f + g - C) / reg would overflow this dtype (a float32 cost of 1e38 at reg
+            # 0.1): the log iterations run in float64 and the results return in the dtype
+            C, a, b, output = _promoted(arrays, values.max_abs_cost, reg)
         if method == "auto":
             safe = values is not None and kernel_is_safe(values.max_abs_cost, reg, C.dtype)
             chosen = "kernel" if safe else "log"

@@ -1,11 +1,14 @@
 """The ``distill`` and ``compare`` subcommands of ``python -m sinkd`` (see :mod:`sinkd.cli`).
 
 ``distill`` runs every recipe x seed asked for, one run record each (``--out DIR`` writes
-``DIR/<recipe>-seed<k>.json``), with a progress bar per run on stderr. Ctrl-C stops the current
-run cleanly: its record is written, marked stopped, and the command exits 130 (a second Ctrl-C
-interrupts at once); ``distill --resume RECORD`` continues it where it stopped (``--stop-after
-K`` stops each run so after K steps). ``compare`` prints the mean and std over seeds of each
-experiment's accuracies, beside the teacher's.
+``DIR/<recipe>-seed<k>.json``; a record already there is kept unless ``--overwrite``), with a
+progress bar per run on stderr. Ctrl-C stops the current run cleanly: its record is written,
+marked stopped, and the command exits 130 (a second Ctrl-C interrupts at once: the record then
+reads crashed); ``distill --resume RECORD`` continues a stopped or crashed run (kill -9 too: from
+its last periodic state, ``checkpoint_every``) where it left off (``--stop-after K`` stops each
+run so after K steps). ``compare`` prints the mean and std over seeds of each experiment's
+accuracies, beside the teacher's, counting only finished runs. ``clean`` removes the resume
+states no run needs.
 
 Under ``torchrun --nproc_per_node K -m sinkd distill ...`` the same command trains each run on K
 processes (:mod:`sinkd.distill.parallel`): rank 0 prints, writes and exits 130 after a stop, the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,9 +27,10 @@ from types import FrameType
 
 from tqdm import tqdm
 
-from sinkd.distill import parallel
+from sinkd.distill import checkpoints, parallel
 from sinkd.distill.checkpoints import config_of
 from sinkd.distill.config import DistillConfig
+from sinkd.distill.paths import check_output_paths
 from sinkd.distill.recipes import RECIPES
 from sinkd.distill.records import RunRecord, compare, format_compare, load_record
 from sinkd.distill.tasks import TASKS, dry_run, resolve_epochs, task_settings
@@ -56,7 +61,7 @@ def _percent(x: float | None) -> str:
 
 
 def _summary(record: RunRecord, path: Path | None) -> str:
-    r, c = record.results, record.config
+    r, c, note = record.results, record.config, ""
     if not record.metrics:
         return f"{c['recipe']} seed {c['seed']}: stopped before its first step" + (
             f" ({record.teacher['stopped']})" if "stopped" in record.teacher else "")
@@ -70,13 +75,27 @@ def _summary(record: RunRecord, path: Path | None) -> str:
         launcher = (f"torchrun --nproc_per_node {record.world_size}" if record.world_size > 1
                     else "python")
         text += f" [stopped; continue with: {launcher} -m sinkd distill --resume {path}]"
+        state = Path(record.checkpoint)
+        if state.is_file():  # say what it costs to keep, and how to drop it
+            note = (f"\n  its resume state {state} ({_size(state.stat().st_size)}) stays until "
+                    f"the run finishes; to give the run up: python -m sinkd clean --all "
+                    f"{state.parent}")
     elif record.stopped:
         text += " [stopped]"
-    return text + (f" -> {path}" if path else "")
+    return text + (f" -> {path}" if path else "") + note
+
+
+def _size(n: int) -> str:
+    """Bytes in MB, or kB under 1 MB.
+
+    >>> _size(262_144_000), _size(2_048)
+    ('262.1 MB', '2.0 kB')
+    """
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 def _run_one(config: DistillConfig, flag: _StopFlag, *, quiet: bool,
-             resume_from: Path | None) -> RunRecord:
+             resume_from: Path | None, overwrite: bool = False) -> RunRecord:
     """One run with a teacher bar (first run only, unless cached) and a step bar (rank 0's
     only, under torchrun)."""
     bars: dict[str, tqdm] = {}
@@ -113,7 +132,7 @@ def _run_one(config: DistillConfig, flag: _StopFlag, *, quiet: bool,
 
     try:
         return train(config, on_step=on_step, should_stop=flag, on_progress=on_progress,
-                     resume_from=resume_from)
+                     resume_from=resume_from, overwrite=overwrite)
     finally:
         for bar in bars.values():
             bar.close()
@@ -129,10 +148,16 @@ def run_distill(args: argparse.Namespace) -> int:
             check_int("--stop-after", args.stop_after, low=1)
         if args.resume:
             runs = _resumed_runs(args)
+            for config, _ in runs:
+                check_output_paths(config)
         elif unknown:
             raise ValueError(f"--recipe must be among {sorted(RECIPES)}, got {unknown}")
         else:
             base, sources = task_settings(args.task, args.set, flags)  # defaults < task < flags
+            if not args.dry_run:  # bad output or cache paths fail before any data loads,
+                # after the shards' check (which must leave no cache folder behind)
+                parallel.check_batch_size(base.batch_size, int(os.environ.get("WORLD_SIZE", 1)))
+                check_output_paths(base, out_dir=args.out)
             base = base if args.dry_run else resolve_epochs(base)  # epochs -> steps (loads data)
             runs = [(DistillConfig.from_overrides(
                 {"recipe": recipe, "seed": seed,
@@ -141,8 +166,11 @@ def run_distill(args: argparse.Namespace) -> int:
             if args.dry_run:
                 print(dry_run([config for config, _ in runs], sources))
                 return 0
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: data that cannot load
-        print(f"error: {exc}", file=sys.stderr)
+            for config, _ in runs:  # every run's, before the first one's teacher phase
+                if config.out is not None:
+                    checkpoints.check_new_record(config.out, args.overwrite)
+    except (ValueError, RuntimeError, RecursionError) as exc:  # RuntimeError: data that
+        print(f"error: {exc}", file=sys.stderr)  # cannot load
         return 2
     flag, records, main = _StopFlag(after=args.stop_after), [], True
     previous = signal.signal(signal.SIGINT, flag.handle)
@@ -150,7 +178,8 @@ def run_distill(args: argparse.Namespace) -> int:
         with parallel.process_group(runs[0][0].device if runs else "cpu"):
             main = parallel.is_main()  # rank 0 reports; the others train beside it silently
             for config, resume_from in runs:
-                record = _run_one(config, flag, quiet=args.no_progress, resume_from=resume_from)
+                record = _run_one(config, flag, quiet=args.no_progress, resume_from=resume_from,
+                                  overwrite=args.overwrite)
                 records.append(record)
                 if main:
                     print(_summary(record, Path(config.out) if config.out else None), flush=True)
@@ -159,6 +188,11 @@ def run_distill(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the second Ctrl-C: train() marked the record crashed
+        if main:
+            print("\ninterrupted at once: the record reads crashed; --resume continues it from "
+                  "its last periodic state (checkpoint_every)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGINT, previous)
     if len(records) > 1 and main:
@@ -173,7 +207,7 @@ def _resumed_runs(args: argparse.Namespace) -> list[tuple[DistillConfig, Path]]:
                                                   "out") if getattr(args, k) is not None]
     given += ["--set"] * bool(args.set) + ["--recipe"] * (args.recipe != [DistillConfig.recipe])
     given += ["--seed"] * (args.seed != [DistillConfig.seed])
-    given += [f"--{k.replace('_', '-')}" for k in ("task", "data_dir", "dry_run")
+    given += [f"--{k.replace('_', '-')}" for k in ("task", "data_dir", "dry_run", "overwrite")
               if getattr(args, k)]
     if given:
         raise ValueError(f"--resume continues stopped runs with their own settings; only "
@@ -183,10 +217,13 @@ def _resumed_runs(args: argparse.Namespace) -> list[tuple[DistillConfig, Path]]:
     for path in map(Path, args.resume):
         try:
             config = config_of(load_record(path))
-        except ValueError as exc:
+            overrides = {"out": str(path), **({"device": args.device} if args.device else {})}
+            config = DistillConfig.from_overrides(overrides, base=config)
+            # status, config and resume state checked now (exit 2), not after the teacher
+            checkpoints.resumable(path, dataclasses.asdict(config))
+        except (ValueError, RecursionError) as exc:
             raise ValueError(f"--resume {path}: {exc}") from None
-        overrides = {"out": str(path), **({"device": args.device} if args.device else {})}
-        runs.append((DistillConfig.from_overrides(overrides, base=config), path))
+        runs.append((config, path))
     return runs
 
 
@@ -194,20 +231,58 @@ def run_compare(args: argparse.Namespace) -> int:
     """The ``compare`` subcommand: load records, print the table (2 on an unreadable record)."""
     try:
         records = [load_record(path) for path in args.records]
-    except ValueError as exc:
+        table = format_compare(compare(records, teacher=not args.no_teacher),
+                               markdown=args.markdown)
+    except (ValueError, TypeError, RecursionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_compare(compare(records, teacher=not args.no_teacher), markdown=args.markdown))
+    print(table)
+    unfinished = [f"{path} ({r.status})" for path, r in zip(args.records, records, strict=True)
+                  if r.status != "finished"]
+    if unfinished:
+        print(f"not averaged (not finished): {', '.join(unfinished)}")
+    return 0
+
+
+def run_clean(args: argparse.Namespace) -> int:
+    """The ``clean`` subcommand: list, then remove, resume states no run needs (2 on a bad
+    folder)."""
+    for folder in map(Path, args.folders):
+        if not folder.is_dir():
+            print(f"error: clean: {folder} is not a directory", file=sys.stderr)
+            return 2
+    verb = "would remove" if args.dry_run else "removed"
+    freed = kept = 0
+    for folder in map(Path, args.folders):
+        for path, size, status in checkpoints.resume_states(folder):
+            why = f"its run is {status}" if status else "no readable record beside it"
+            if not checkpoints.is_stale(status, abandon=args.all):
+                hint = "" if status == "running" else "; --all removes it (gives the run up)"
+                print(f"kept {path} ({_size(size)}): {why}{hint}")
+                kept += 1
+                continue
+            if not args.dry_run:
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    print(f"error: clean: cannot remove {path}: {exc.strerror or exc}",
+                          file=sys.stderr)
+                    return 2
+            print(f"{verb} {path} ({_size(size)}): {why}")
+            freed += size
+    print(f"{verb} {_size(freed)} of resume states; kept {kept}")
     return 0
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``distill`` and ``compare`` on the ``python -m sinkd`` subparsers."""
+    """Register ``distill``, ``compare`` and ``clean`` on the ``python -m sinkd`` subparsers."""
     defaults = DistillConfig()
     distill = subparsers.add_parser(
         "distill", help="distil a fine-tuned BERT teacher into a small student; one record per "
         "run", description="Fine-tune the teacher once (cached), then distil a student per "
-        "recipe and seed. Ctrl-C stops the current run cleanly (exit 130).")
+        "recipe and seed. Ctrl-C stops the current run cleanly (exit 130); a stopped or killed run "
+        "continues with --resume. Records already in --out are never replaced unless "
+        "--overwrite.")
     distill.add_argument("--recipe", nargs="+", default=[defaults.recipe], metavar="NAME",
                          help=f"one or several of: {', '.join(RECIPES)} (default "
                          f"{defaults.recipe})")
@@ -221,13 +296,20 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     distill.add_argument("--device", help="auto, cpu, cuda or mps (default auto)")
     distill.add_argument("--data", help="rotten_tomatoes (default), a GLUE task or a .csv/.tsv")
     distill.add_argument("--out", metavar="DIR",
-                         help="write a run record per run: DIR/<recipe>-seed<k>.json")
+                         help="write a run record per run: DIR/<recipe>-seed<k>.json; a run "
+                         "recorded there already is kept (the command stops, exit 2) unless "
+                         "--overwrite")
+    distill.add_argument("--overwrite", action="store_true",
+                         help="replace the records (and resume states) already in --out of "
+                         "finished, stopped or crashed runs; never a running one's")
     distill.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="any config field, repeatable: "
                          + ", ".join(f.name for f in dataclasses.fields(defaults)))
     distill.add_argument("--no-progress", action="store_true", help="no progress bars")
     distill.add_argument("--resume", nargs="+", metavar="RECORD",
-                         help="continue stopped runs from their records (their own settings)")
+                         help="continue stopped or crashed runs from their records (their own "
+                         "settings); a killed run from its last state, saved every "
+                         "checkpoint_every steps (--set checkpoint_every=K)")
     distill.add_argument("--stop-after", type=int, metavar="K",
                          help="stop a run cleanly after K steps of this command, as Ctrl-C does "
                          "(exit 130; continue it with --resume): a long run in slices")
@@ -249,3 +331,14 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     compare_cmd.add_argument("--markdown", action="store_true", help="a Markdown table")
     compare_cmd.add_argument("--no-teacher", action="store_true", help="no teacher rows")
     compare_cmd.set_defaults(run=run_compare)
+
+    clean = subparsers.add_parser(
+        "clean", help="remove the resume states (.resume.pt) that no run needs",
+        description="List the resume states under each folder with their sizes and remove those "
+        "of finished runs and those whose record is gone; a stopped or crashed run's state is "
+        "kept (it can resume) unless --all, a running run's always.")
+    clean.add_argument("folders", nargs="+", metavar="DIR", help="folders of run records")
+    clean.add_argument("--dry-run", action="store_true", help="list only, remove nothing")
+    clean.add_argument("--all", action="store_true",
+                       help="also remove stopped and crashed runs' states (they cannot resume)")
+    clean.set_defaults(run=run_clean)

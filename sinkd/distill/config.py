@@ -69,6 +69,9 @@ class DistillConfig:
     warmup_fraction: float = 0.1  # share of the steps spent warming up (BERT's usual 10%)
     # evaluation and run
     eval_every: int = 50  # dev accuracy every this many steps, and at the last step
+    checkpoint_every: int | None = 100  # resume state every this many steps (with `out`), so a
+    # killed run resumes from the last (~4x the student's size, written atomically); None: only
+    # when stopped
     seed: int = 0  # student init (from scratch), batch order, dropout
     device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda" or "mps"
     out: str | None = None  # None = no record file; else the run record's JSON path
@@ -143,6 +146,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "sinkhorn_batch": functools.partial(check_choice, allowed=SINKHORN_BATCHES),
     "steps": _ints(1, 10**7), "batch_size": _ints(1, 4096), "lr": _reals(0, 1, low_open=True),
     "weight_decay": _reals(0, 1), "warmup_fraction": _reals(0, 1), "eval_every": _ints(1, 10**7),
+    "checkpoint_every": _ints(1, 10**7),
     "seed": _ints(0, 2**31 - 1), "device": functools.partial(check_choice, allowed=DEVICES),
     "out": _text,
 }

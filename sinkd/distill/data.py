@@ -18,11 +18,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
 
+from sinkd.distill import tables
 from sinkd.distill.glue import GLUE_TASKS, read_glue_dir, read_glue_hub
 from sinkd.validation import check_number
 
@@ -216,64 +217,25 @@ def stratified_split(labels: Sequence[int], *, dev_fraction: float, test_fractio
     return tuple(np.sort(np.array(p, dtype=np.int64)) for p in parts)  # type: ignore[return-value]
 
 
-def _encode_labels(values: pd.Series, column: str) -> tuple[list[int], tuple[str, ...]]:
-    """Labels as 0..C-1 (sorted integers, else sorted strings) and their names."""
-    raw = values.astype(str).str.strip()
-    missing = np.flatnonzero(raw.str.lower().isin(["", "nan", "na", "n/a", "null"]))
-    if len(missing):
-        raise ValueError(f"label column {column!r} has NaN or empty labels in data rows "
-                         f"{(missing[:5] + 1).tolist()} (of {len(missing)})")
-    if raw.str.fullmatch(r"[+-]?\d+").all():
-        keys = sorted(set(raw.astype(int)))
-        names, index = tuple(str(k) for k in keys), {k: i for i, k in enumerate(keys)}
-        codes = [index[k] for k in raw.astype(int)]
-    else:
-        names = tuple(sorted(set(raw)))
-        index = {k: i for i, k in enumerate(names)}
-        codes = [index[k] for k in raw]
-    if len(names) < 2:
-        raise ValueError(f"label column {column!r} needs at least 2 distinct labels, got "
-                         f"{list(names)}")
-    return codes, names
-
-
-def _separator(path: Path) -> str:
-    """Tab for .tsv, comma for .csv, else the one of tab/comma/semicolon the header uses most."""
-    ext = path.suffix.lower()
-    if ext in (".csv", ".tsv"):
-        return "," if ext == ".csv" else "\t"
-    with path.open(encoding="utf-8", errors="replace") as f:
-        header = f.readline()
-    return max("\t,;", key=header.count)
-
-
 def load_table(path: Path | str, *, text_column: str = "text", text_b_column: str | None = None,
                label_column: str = "label", max_bytes: int = 50_000_000,
                dev_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> Splits:
-    """A user's CSV or TSV of labelled texts, checked, then split (stratified, seeded).
+    """A user's CSV or TSV file of labelled texts, read strictly, checked, then split.
 
     Parameters
     ----------
     path : Path or str
         A ``.csv`` or ``.tsv`` file (other names: the separator is sniffed from the header).
-    text_column, label_column : str
-        Column of the texts and of the labels (integers, or strings mapped to sorted names).
-    text_b_column : str or None
-        Column of second texts for pair tasks; None uses ``text_b`` when the table has it.
     max_bytes : int
-        Larger files are refused.
-    dev_fraction, test_fraction : float
-        Share of each class put in dev and in test, each in (0, 1), summing below 1.
-    seed : int
-        Seed of the split.
+        Larger files are refused before they are read.
+    text_column, text_b_column, label_column, dev_fraction, test_fraction, seed
+        As in :func:`parse_table`.
 
     Returns
     -------
     Splits
-        Named ``<file stem>-<hash of file and split>``, so equal names mean equal data.
+        :func:`parse_table` of the file's bytes, the path as its name.
     """
-    for name, f in (("dev_fraction", dev_fraction), ("test_fraction", test_fraction)):
-        check_number(name, f, low=0, high=1, low_open=True, high_open=True)
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} does not exist or is not a file")
@@ -283,39 +245,92 @@ def load_table(path: Path | str, *, text_column: str = "text", text_b_column: st
     if size > max_bytes:
         raise ValueError(f"path {str(path)!r} is {size:,} bytes, larger than max_bytes "
                          f"= {max_bytes:,}")
-    try:
-        df = pd.read_csv(path, sep=_separator(path), dtype=str, keep_default_na=False)
-        df = df.fillna("")  # short rows leave NaN even without NA parsing
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"path {str(path)!r} is not a readable CSV/TSV table: {e}") from e
-    if text_b_column is None and "text_b" in df.columns:
+    return parse_table(path.read_bytes(), str(path), text_column=text_column,
+                       text_b_column=text_b_column, label_column=label_column,
+                       max_bytes=max_bytes, dev_fraction=dev_fraction,
+                       test_fraction=test_fraction, seed=seed)
+
+
+def parse_table(data: bytes, name: str, *, text_column: str = "text",
+                text_b_column: str | None = None, label_column: str = "label",
+                max_bytes: int = 50_000_000, dev_fraction: float = 0.1,
+                test_fraction: float = 0.1, seed: int = 0) -> Splits:
+    """A CSV or TSV table of labelled texts given as bytes (an upload), checked, then split.
+
+    The bytes are read strictly (:func:`sinkd.distill.tables.read_table`): UTF-8, RFC 4180
+    quoting, the header's number of fields on every row, no field spanning lines; then the
+    columns and labels are checked and the rows split (stratified, seeded).
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    name : str
+        The file's name: it picks the separator (``.csv`` comma, ``.tsv`` tab, else sniffed from
+        the header), names the data set and is named in every error.
+    text_column, label_column : str
+        Column of the texts and of the labels (integers within int64, or strings mapped to
+        sorted names).
+    text_b_column : str or None
+        Column of second texts for pair tasks; None uses ``text_b`` when the table has it.
+    max_bytes : int
+        Larger tables are refused.
+    dev_fraction, test_fraction : float
+        Share of each class put in dev and in test, each in (0, 1), summing below 1.
+    seed : int
+        Seed of the split.
+
+    Returns
+    -------
+    Splits
+        Named ``<file stem>-<hash of bytes and split>``, so equal names mean equal data.
+
+    Raises
+    ------
+    ValueError
+        Naming the file (and line, column or rows) of the first problem found.
+    """
+    for arg, f in (("dev_fraction", dev_fraction), ("test_fraction", test_fraction)):
+        check_number(arg, f, low=0, high=1, low_open=True, high_open=True)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise ValueError(f"{name} is an empty file")
+    if len(data) > max_bytes:
+        raise ValueError(f"{name} is {len(data):,} bytes, larger than max_bytes = {max_bytes:,}")
+    text = tables.decode(data, name)
+    header, rows, _ = tables.read_table(text, name, tables.separator(name, text))
+    if text_b_column is None and "text_b" in header:
         text_b_column = "text_b"
     wanted = [c for c in (text_column, text_b_column, label_column) if c is not None]
-    absent = [c for c in wanted if c not in df.columns]
+    absent = [c for c in wanted if c not in header]
     if absent:
-        raise ValueError(f"missing columns {absent} in {path.name}; columns found: "
-                         f"{list(df.columns)}")
-    if len(df) == 0:
-        raise ValueError(f"path {str(path)!r} has a header but no data rows")
+        raise ValueError(f"missing columns {absent} in {name}; columns found: {header}")
+    if not rows:
+        raise ValueError(f"{name} has a header but no data rows")
+    columns = {c: [row[header.index(c)] for row in rows] for c in wanted}
     for col in [text_column] + ([text_b_column] if text_b_column else []):
-        empty = np.flatnonzero(df[col].str.strip() == "")
-        if len(empty):
-            raise ValueError(f"text column {col!r} has empty texts in data rows "
-                             f"{(empty[:5] + 1).tolist()} (of {len(empty)})")
-    labels, names = _encode_labels(df[label_column], label_column)
-    whole = TextData(tuple(df[text_column]),
-                     tuple(df[text_b_column]) if text_b_column else None, tuple(labels), names)
+        empty = [i + 1 for i, t in enumerate(columns[col]) if not t.strip()]
+        if empty:
+            raise ValueError(f"text column {col!r} has empty texts in data rows {empty[:5]} "
+                             f"(of {len(empty)})")
+    labels, names = tables.label_codes(columns[label_column], label_column)
+    whole = TextData(tuple(columns[text_column]),
+                     tuple(columns[text_b_column]) if text_b_column else None, tuple(labels),
+                     names)
     parts = stratified_split(labels, dev_fraction=dev_fraction, test_fraction=test_fraction,
                              seed=seed)
+    stem = PurePath(name).stem
     if min(len(p) for p in parts) == 0:
-        raise ValueError(f"{path.name} has too few rows per label ({len(df)} rows) for "
+        raise ValueError(f"{name} has too few rows per label ({len(rows)} rows) for "
                          f"non-empty train, dev and test splits")
-    digest = hashlib.sha256(path.read_bytes())
+    digest = hashlib.sha256(data)
     digest.update(f"{text_column}|{text_b_column}|{label_column}|{dev_fraction}|"
                   f"{test_fraction}|{seed}".encode())
-    source = (f"{path.name}: {len(df):,} rows, labels {list(names)}, stratified split "
-              f"(dev {dev_fraction}, test {test_fraction}, seed {seed})")
-    return Splits(*(whole.subset(p) for p in parts), name=f"{path.stem}-{digest.hexdigest()[:8]}",
+    source = (f"{PurePath(name).name}: {len(rows):,} rows, labels {list(names)}, stratified "
+              f"split (dev {dev_fraction}, test {test_fraction}, seed {seed})")
+    return Splits(*(whole.subset(p) for p in parts), name=f"{stem}-{digest.hexdigest()[:8]}",
                   source=source)
 
 

@@ -24,10 +24,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from sinkd.distill.checkpoints import checkpoint_path, config_of
+from sinkd.distill.checkpoints import can_resume, config_of
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.data import SPLIT_NAMES
-from sinkd.distill.models import default_cache_dir
+from sinkd.distill.models import CacheDir, default_cache_dir
 from sinkd.distill.records import RunRecord, load_record
 from sinkd.distill.teacher import teacher_cache
 from sinkd.distill.train import load_data, train
@@ -68,7 +68,8 @@ def make_configs(base: DistillConfig, recipes: Sequence[str], seeds: Sequence[in
         At least one each; every recipe runs with every seed.
     folder : path, optional
         Where records go (default :func:`runs_dir` of ``base.cache_dir``); a record is named
-        ``<recipe>-seed<k>-<settings_hash>.json``, so rerunning identical settings replaces it.
+        ``<recipe>-seed<k>-<settings_hash>.json``, or ``...-<hash>-2.json`` and on where that
+        is taken: a new run never writes over a saved record (a stopped one is resumed apart).
 
     Returns
     -------
@@ -87,8 +88,17 @@ def make_configs(base: DistillConfig, recipes: Sequence[str], seeds: Sequence[in
     folder = Path(folder) if folder is not None else runs_dir(base.cache_dir)
     key = settings_hash(base)
     return [DistillConfig.from_overrides(
-        {"recipe": r, "seed": int(s), "out": str(folder / f"{r}-seed{int(s)}-{key}.json")},
+        {"recipe": r, "seed": int(s), "out": str(_free_path(folder, f"{r}-seed{int(s)}-{key}"))},
         base=base) for r in recipes for s in seeds]
+
+
+def _free_path(folder: Path, stem: str) -> Path:
+    """``folder/stem.json``, or ``stem-2.json``, ``stem-3.json``, ...: the first not taken."""
+    path, k = folder / f"{stem}.json", 1
+    while path.exists():
+        k += 1
+        path = folder / f"{stem}-{k}.json"
+    return path
 
 
 def list_records(folder: str | Path) -> list[tuple[Path, RunRecord]]:
@@ -230,8 +240,12 @@ class Job:
                 run.steps.append({**event, "time": time.perf_counter()})
 
         def on_progress(event: dict) -> None:
+            now = time.perf_counter()  # "phase_time": the phase's first event (eta.py's rate)
             with self._lock:
-                run.teacher = dict(event)
+                same = run.teacher is not None and all(
+                    run.teacher.get(k) == event.get(k) for k in ("phase", "split"))
+                run.teacher = {**event, "time": now,
+                               "phase_time": run.teacher["phase_time"] if same else now}
 
         with self._lock:
             run.status = "running"
@@ -248,14 +262,14 @@ class Job:
 
 
 def resumable_records(records: Sequence[tuple[Path, RunRecord]]) -> list[Path]:
-    """The stopped runs among ``records`` that can continue: their resume state is on disk, or
-    they stopped before their first step (nothing to restore).
+    """The runs among ``records`` that can continue (:func:`checkpoints.can_resume`): stopped
+    ones with their resume state on disk or before their first step, and crashed ones (from
+    their last periodic state, or step 0).
 
-    >>> resumable_records([])
-    []
+    >>> resumable_records([(Path("r.json"), RunRecord(config={}, status="crashed"))])
+    [PosixPath('r.json')]
     """
-    return [path for path, r in records if r.stopped and (
-        not r.metrics or checkpoint_path(path).is_file())]
+    return [path for path, r in records if can_resume(path, r)]
 
 
 def resume_configs(paths: Sequence[str | Path]) -> list[DistillConfig]:
@@ -264,14 +278,25 @@ def resume_configs(paths: Sequence[str | Path]) -> list[DistillConfig]:
     return [dataclasses.replace(config_of(load_record(p)), out=str(p)) for p in paths]
 
 
-def teacher_status(config: DistillConfig) -> tuple[Path, bool]:
+# The settings teacher_location depends on (teacher.teacher_cache and load_data read them).
+TEACHER_FIELDS = ("data", "data_dir", "train_limit", "eval_limit", "teacher", "teacher_lr",
+                  "teacher_steps", "max_length", "cache_dir")
+
+
+def teacher_location(config: DistillConfig) -> tuple[CacheDir, str]:
+    """(cache, key) of ``config``'s fine-tuned teacher. It loads the data (a user's table is
+    parsed again), so a caller that asks on every rerun caches it by :data:`TEACHER_FIELDS`."""
+    return teacher_cache(config, load_data(config))
+
+
+def teacher_status(config: DistillConfig, location: tuple[CacheDir, str] | None = None,
+                   ) -> tuple[Path, bool]:
     """(folder of the fine-tuned teacher for ``config``, whether it and its logits are cached).
 
     The teacher is fine-tuned once per (teacher, data subset, max_length, teacher_steps);
-    every recipe and seed reuses it.
+    every recipe and seed reuses it. ``location``: :func:`teacher_location`'s answer, if known.
     """
-    splits = load_data(config)
-    cache, key = teacher_cache(config, splits)
+    cache, key = location if location is not None else teacher_location(config)
     cached = cache.teacher_dir(key).is_dir() and all(
         cache.logits_file(key, s).is_file() for s in SPLIT_NAMES)
     return cache.teacher_dir(key), cached

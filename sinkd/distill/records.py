@@ -2,9 +2,10 @@
 
 A record holds everything needed to read a run later without rerunning it: the full config,
 the metrics of every finished step, the final results, the teacher's provenance, the device,
-library versions, times, whether it was stopped, and the last batch's logits and transport plan
-(which the transport page opens). Files are written atomically (temporary file, then
-``os.replace``), so a run interrupted at any moment leaves the previous complete record.
+library versions, times, its status (running, stopped, finished or crashed: see
+:mod:`sinkd.distill.run_status`), and the last batch's logits and transport plan (which the
+transport page opens). Files are written atomically (temporary file, then ``os.replace``), so a
+run interrupted at any moment leaves the previous complete record.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import torch
 import sinkd
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.gradients import SHARE_KEYS
+from sinkd.distill.run_status import STATUSES, resolve
 from sinkd.losses import pairwise_cost
 from sinkd.sinkhorn import sinkhorn
 
-SCHEMA = 2  # bump when the layout of a record changes (2: world_size, global_batch); older load
+SCHEMA = 3  # bump when the layout of a record changes (2: world_size, global_batch; 3: status,
+# process, heartbeat); older records load
 _DASH = "—"
 
 
@@ -53,11 +56,16 @@ class RunRecord:
     checkpoint: str | None = None  # a stopped run's resume state (checkpoints.py), if any
     world_size: int = 1  # processes that trained it (torchrun); 1 in records before schema 2
     global_batch: int | None = None  # rows per step over all processes; None: config batch_size
+    status: str | None = None  # one of run_status.STATUSES; None: from `stopped` (finished/stopped)
+    process: dict[str, Any] | None = None  # pid, host, pid_start of the process writing it
+    heartbeat: str | None = None  # ISO 8601 time of the running process's last write
     schema: int = SCHEMA  # layout version of this record
 
     def __post_init__(self) -> None:
         if self.global_batch is None:  # one process: the global batch is the batch
             self.global_batch = int(full_config(self.config)["batch_size"])
+        if self.status is None:  # a record made in memory: what `stopped` says
+            self.status = "stopped" if self.stopped else "finished"
 
     @property
     def recipe(self) -> str:
@@ -77,23 +85,71 @@ class RunRecord:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown keys in run record: {unknown}; valid keys: {sorted(known)}")
-        kinds = {"config": dict, "metrics": list, "results": dict, "data": dict, "teacher": dict,
-                 "device": str, "versions": dict, "started": str, "wall_time_s": (int, float),
-                 "stopped": bool, "schema": int, "resumed_at": list, "world_size": int,
-                 "global_batch": int}
-        for key, kind in kinds.items():
-            if key == "config" and key not in data:
-                raise ValueError("run record has no 'config'")
-            if key in data and not isinstance(data[key], kind):
-                name = getattr(kind, "__name__", "a number")
-                raise ValueError(f"run record key {key!r} must be {name}, got {data[key]!r:.80}")
+        if "config" not in data:
+            raise ValueError("run record has no 'config'")
+        for key, kind in _KINDS.items():
+            if key in data and not (isinstance(data[key], kind) and (
+                    kind is bool or not isinstance(data[key], bool))):  # True is not an int here
+                raise ValueError(f"run record key {key!r} must be {_kind_name(kind)}, got "
+                                 f"{_short(data[key])}")
         if data.get("schema", SCHEMA) > SCHEMA:
             raise ValueError(f"run record schema {data['schema']} is newer than this sinkd's "
                              f"({SCHEMA})")
-        if not all(isinstance(m, dict) and isinstance(m.get("step"), int)
-                   for m in data.get("metrics", [])):
-            raise ValueError("run record 'metrics' must be a list of dicts with an int 'step'")
+        _check_contents(data)
+        data = dict(data)
+        if "status" not in data:  # schema 1 and 2: a run that neither stopped nor ended died
+            data["status"] = ("stopped" if data.get("stopped") else
+                              "finished" if data.get("ended") else "crashed")
         return cls(**data)
+
+
+_NUMBER = (int, float)
+# the type each key must have; "a or None" keys allow null
+_KINDS: dict[str, Any] = {
+    "config": dict, "metrics": list, "results": dict, "data": dict, "teacher": dict, "device": str,
+    "versions": dict, "started": str, "ended": (str, type(None)), "wall_time_s": _NUMBER,
+    "stopped": bool, "last_batch": (dict, type(None)), "resumed_at": list,
+    "checkpoint": (str, type(None)), "world_size": int, "global_batch": (int, type(None)),
+    "status": str, "process": (dict, type(None)), "heartbeat": (str, type(None)), "schema": int}
+
+
+def _kind_name(kind: Any) -> str:
+    if kind is _NUMBER:
+        return "a number"
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return text[:80]
+
+
+def _check_contents(data: dict[str, Any]) -> None:
+    """The values that compare and resume read: statuses, steps, seeds and accuracies."""
+    if "status" in data and data["status"] not in STATUSES:
+        raise ValueError(f"run record key 'status' must be one of {STATUSES}, got "
+                         f"{_short(data['status'])}")
+    if not all(isinstance(m, dict) and isinstance(m.get("step"), int)
+               for m in data.get("metrics", [])):
+        raise ValueError("run record 'metrics' must be a list of dicts with an int 'step'")
+    for key in ("steps", "seed", "batch_size"):
+        value = data["config"].get(key)
+        if key in data["config"] and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValueError(f"run record config {key!r} must be an int, got {_short(value)}")
+    if "recipe" in data["config"] and not isinstance(data["config"]["recipe"], str):
+        raise ValueError(f"run record config 'recipe' must be a string, got "
+                         f"{_short(data['config']['recipe'])}")
+    numbers = [("results", k, data.get("results", {}).get(k)) for k in
+               ("test", "best_dev", "final_dev")]
+    numbers += [("teacher", k, data.get("teacher", {}).get(k)) for k in
+                ("test_accuracy", "dev_accuracy", "steps")]
+    numbers += [("metrics", k, row.get(k)) for row in data.get("metrics", [])
+                for k in (*SHARE_KEYS.values(), "dev_accuracy")]
+    for where, key, value in numbers:
+        if value is not None and (not isinstance(value, _NUMBER) or isinstance(value, bool)):
+            raise ValueError(f"run record {where} {key!r} must be a number or null, got "
+                             f"{_short(value)}")
 
 
 def _finite(value: Any) -> Any:
@@ -133,15 +189,26 @@ def save_record(record: RunRecord, path: str | os.PathLike) -> Path:
 
 
 def load_record(path: str | os.PathLike) -> RunRecord:
-    """Read a record written by :func:`save_record`; ValueError names the file if invalid."""
+    """Read a record written by :func:`save_record`; ValueError names the file if invalid.
+
+    A record that says ``running`` whose process is gone is returned as ``crashed``
+    (:func:`sinkd.distill.run_status.resolve`).
+    """
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-        return RunRecord.from_dict(data)
+        if path.is_dir():
+            raise ValueError("it is a directory, not a run record file")
+        record = RunRecord.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise ValueError(f"{path}: no such run record") from None
+    except RecursionError:  # json's decoder recurses once per nesting level
+        raise ValueError(f"{path}: not a valid run record: JSON nested too deeply") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a valid run record: {exc}") from None
+    record.status = resolve(record.status, record.process, record.heartbeat)
+    return record
 
 
 def transport_snapshot(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -190,14 +257,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
 
-COLUMNS = ("recipe", "steps", "settings", "seeds", "stopped", "test_mean", "test_std",
+COLUMNS = ("recipe", "steps", "settings", "seeds", "stopped", "crashed", "running", "test_mean",
+           "test_std",
            "best_dev_mean", "best_dev_std", "final_dev_mean", "final_dev_std",
            *SHARE_KEYS.values())
 _SHARE_HEADERS = {SHARE_KEYS["ce"]: "CE grad %", SHARE_KEYS["kd"]: "KD grad %",
                   SHARE_KEYS["sinkhorn"]: "SinKD grad %"}
 # config fields that never make two runs different experiments: seeds are averaged, the rest
 # are where a run was written or computed
-_NOT_SETTINGS = frozenset({"recipe", "steps", "seed", "out", "device", "cache_dir"})
+_NOT_SETTINGS = frozenset({"recipe", "steps", "seed", "out", "device", "cache_dir",
+                           "checkpoint_every"})
 
 
 def full_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +298,8 @@ def _teacher_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
         key = (t.get("cache"), t["dev_accuracy"], t["test_accuracy"])
         rows.setdefault(key, dict(
             recipe="teacher", steps=int(t.get("steps") or 0), settings="",
-            seeds=1, stopped=0, test_mean=t["test_accuracy"], test_std=math.nan,
+            seeds=1, stopped=0, crashed=0, running=0, test_mean=t["test_accuracy"],
+            test_std=math.nan,
             best_dev_mean=t["dev_accuracy"], best_dev_std=math.nan,
             final_dev_mean=t["dev_accuracy"], final_dev_std=math.nan))
     return list(rows.values())
@@ -259,9 +329,9 @@ def compare(records: list[RunRecord], teacher: bool = True) -> pd.DataFrame:
     the dev accuracy at the last step. ``grad_share_<term>`` (ce, kd, sinkhorn) is the term's
     share of the gradient at the student's logits (:mod:`sinkd.distill.gradients`), averaged
     over each run's evaluations (:func:`run_grad_shares`), then over seeds; NaN where the
-    recipe has no such term or the records predate the measurement. Stopped runs are not
-    averaged (their budgets differ); they are counted in ``stopped``. std uses ddof=1 and is NaN
-    for a single seed.
+    recipe has no such term or the records predate the measurement. Only finished runs are
+    averaged (``seeds`` counts them); the others are counted by status in ``stopped``,
+    ``crashed`` and ``running``. std uses ddof=1 and is NaN for a single seed.
 
     Parameters
     ----------
@@ -295,10 +365,11 @@ def compare(records: list[RunRecord], teacher: bool = True) -> pd.DataFrame:
         groups.setdefault(key, []).append(record)
     rows = _teacher_rows(records) if teacher else []
     for (recipe, steps, settings), group in groups.items():
-        done = [r for r in group if not r.stopped]
+        done = [r for r in group if r.status == "finished"]
         row: dict[str, Any] = dict(recipe=recipe, steps=steps, seeds=len(done),
-                                   stopped=len(group) - len(done),
-                                   settings=", ".join(f"{k}={v}" for k, v in settings))
+                                   settings=", ".join(f"{k}={v}" for k, v in settings),
+                                   **{s: sum(r.status == s for r in group)
+                                      for s in ("stopped", "crashed", "running")})
         for key in ("test", "best_dev", "final_dev"):
             values = [r.results[key] for r in done if r.results.get(key) is not None]
             row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
@@ -315,7 +386,7 @@ def format_compare(df: pd.DataFrame, markdown: bool = False) -> str:
     The gradient-share columns (``CE grad %``, ``KD grad %``, ``SinKD grad %``: the mean over
     evaluations and seeds, see :func:`compare`) are left out when no row has one (records from
     before the shares were measured); the ``settings`` column comes last and is left out when
-    every row's is empty.
+    every row's is empty; so are ``crashed`` and ``running`` when no row has such a run.
 
     Parameters
     ----------
@@ -342,7 +413,8 @@ def format_compare(df: pd.DataFrame, markdown: bool = False) -> str:
     for col in headers:
         table[col] = [pct(x) for x in df[col]]
     columns = [c for c in table.columns if c != "settings"
-               and (c not in _SHARE_HEADERS or c in shares)]
+               and (c not in _SHARE_HEADERS or c in shares)
+               and (c not in ("crashed", "running") or table[c].any())]
     if "settings" in table and any(table["settings"]):
         columns.append("settings")
     table = table[columns]

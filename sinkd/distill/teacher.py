@@ -3,14 +3,17 @@
 :func:`teacher_cache` names the cache entry of a teacher (its key covers all that shapes it,
 data included); :func:`prepare_teacher` fine-tunes the teacher with :data:`TEACHER_RECIPE` (a
 supervised cross-entropy phase, before and apart from distillation), then caches it and its
-logits on every split. Distillation (:func:`sinkd.distill.train.train`) reads only those
-logits: the teacher never runs in its loop. Under torchrun rank 0 alone prepares the teacher;
+logits on every split with the checksums and settings that let a later run trust them
+(:mod:`sinkd.distill.cache`): an entry changed, truncated or made otherwise is recomputed.
+Distillation (:func:`sinkd.distill.train.train`) reads only those logits: the teacher never
+runs in its loop. Under torchrun rank 0 alone prepares the teacher;
 the other processes wait for it, then find it cached (:func:`sinkd.distill.parallel.main_first`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sinkd.distill import models
+from sinkd.distill.cache import CacheError
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.data import SPLIT_NAMES, Splits
 from sinkd.distill.steps import batch_logits, get_batch, lr_at, make_optimizer, optimizer_step
@@ -28,6 +32,10 @@ TEACHER_SEED = 0  # the teacher is fine-tuned with one seed: every student seed 
 # the teacher's own fine-tuning recipe, fixed so that every student setting shares one teacher
 # (MiniLM-L6 on Rotten Tomatoes with it: 72% after 50 steps, 79% after 100, 80% after 150)
 TEACHER_RECIPE = dict(batch_size=32, weight_decay=0.01, warmup_fraction=0.1)  # lr: teacher_lr
+
+
+class CacheWarning(UserWarning):
+    """A cached teacher entry failed its checks (named in the message) and is recomputed."""
 
 
 class RunStoppedError(Exception):
@@ -55,13 +63,26 @@ def teacher_cache(config: DistillConfig, splits: Splits) -> tuple[models.CacheDi
     return models.CacheDir(root), key
 
 
+def teacher_settings(config: DistillConfig, splits: Splits) -> dict[str, Any]:
+    """What makes a cached teacher and its logits: stored in the entry's manifest and checked
+    on every load (the key hashes the same things; this says them in the clear)."""
+    return dict(teacher=config.teacher_path(), data=splits.name, fingerprint=splits.fingerprint(),
+                recipe=teacher_recipe(config), max_length=config.max_length,
+                teacher_steps=config.teacher_steps, seed=TEACHER_SEED,
+                shapes={s: [len(getattr(splits, s)), splits.train.num_labels]
+                        for s in SPLIT_NAMES})
+
+
 def prepare_teacher(config: DistillConfig, splits: Splits, *,
                     on_progress: Callable[[dict], None] | None = None,
                     should_stop: Callable[[], bool] | None = None) -> PreparedTeacher:
     """Fine-tune the teacher once on train, cache it and its logits on every split.
 
     Later calls with the same teacher, data and settings load the cached logits and return
-    ``PreparedTeacher(None, logits)``: the teacher is not loaded, let alone run.
+    ``PreparedTeacher(None, logits)``: the teacher is not loaded, let alone run. The entry is
+    verified first (:meth:`~sinkd.distill.cache.CacheDir.load_entry`: the sha256 of every file,
+    the settings, the logits' shapes and finiteness); one that fails is named in a
+    :class:`CacheWarning` and recomputed.
     ``on_progress`` receives ``{"phase": "fine-tune" | "logits" | "cache", "done": int,
     "total": int, ...}``; ``should_stop`` is asked before every fine-tuning step (True raises
     :class:`RunStoppedError`, caching nothing).
@@ -72,11 +93,17 @@ def prepare_teacher(config: DistillConfig, splits: Splits, *,
         The teacher comes back frozen (``requires_grad`` False, no ``.grad``), in eval mode.
     """
     cache, key = teacher_cache(config, splits)
-    logits = {s: cache.load_logits(key, s) for s in SPLIT_NAMES}
-    if all(v is not None and len(v) == len(getattr(splits, s)) for s, v in logits.items()) and (
-            cache.teacher_dir(key).is_dir()):
+    settings = teacher_settings(config, splits)
+    try:
+        cached = cache.load_entry(key, settings, {s: tuple(v) for s, v in
+                                                  settings["shapes"].items()})
+    except CacheError as e:  # named, then rebuilt: the entry is a pure function of the settings
+        warnings.warn(f"{e}: recomputing the cached teacher {cache.teacher_dir(key)}",
+                      CacheWarning, stacklevel=2)
+        cached = None
+    if cached is not None:
         _emit(on_progress, phase="cache", done=1, total=1, key=key)
-        return PreparedTeacher(None, logits)
+        return PreparedTeacher(None, cached)
     device = models.select_device(config.device)
     tokenizer = models.load_tokenizer(config.teacher_path())
     model = models.load_classifier(config.teacher_path(), splits.train.num_labels,
@@ -87,15 +114,23 @@ def prepare_teacher(config: DistillConfig, splits: Splits, *,
                    on_progress=on_progress, should_stop=should_stop)
     model.requires_grad_(False).zero_grad(set_to_none=True)
     model.eval()
+    cache.remove(key, SPLIT_NAMES)  # a stale or partial entry: nothing of it survives
     model.save_pretrained(cache.teacher_dir(key))
     tokenizer.save_pretrained(cache.teacher_dir(key))
-    for s in SPLIT_NAMES:  # logits last: their presence marks a complete cache entry
+    logits = {}
+    for s in SPLIT_NAMES:
         logits[s] = models.teacher_logits(
             model, tokenizer, getattr(splits, s), max_length=config.max_length,
             batch_size=4 * config.batch_size, device=device,
             on_batch=lambda done, n, s=s: _emit(on_progress, phase="logits", split=s, done=done,
                                                 total=n))
+        if not torch.isfinite(logits[s]).all():  # a diverged fine-tuning: never cache it
+            cache.remove(key, SPLIT_NAMES)
+            raise ValueError(f"the fine-tuned teacher gives NaN or inf logits on the {s} split: "
+                             f"its fine-tuning diverged; lower teacher_lr (now "
+                             f"{config.teacher_lr}) or teacher_steps")
         cache.save_logits(key, s, logits[s])
+    cache.write_manifest(key, settings, SPLIT_NAMES)  # last: it marks a complete entry
     return PreparedTeacher(model, logits)
 
 

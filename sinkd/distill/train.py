@@ -28,12 +28,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sinkd.distill import checkpoints, models, parallel
+from sinkd.distill import checkpoints, models, parallel, paths
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.data import SPLIT_NAMES, Splits, TextData, load_splits
 from sinkd.distill.gradients import NORM_KEYS, SHARE_KEYS, TOTAL_KEY, term_gradient_norms
 from sinkd.distill.recipes import RECIPES, kd_temperature_at, progress_at
 from sinkd.distill.records import RunRecord, now, save_record, transport_snapshot, versions
+from sinkd.distill.run_status import HEARTBEAT_S, this_process
 from sinkd.distill.steps import batch_logits, get_batch, lr_at, make_optimizer, optimizer_step
 from sinkd.distill.teacher import PreparedTeacher, RunStoppedError, prepare_teacher, teacher_cache
 from sinkd.objective import ObjectiveTerms
@@ -111,7 +112,7 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None, 
           should_stop: Callable[[], bool] | None = None,
           on_progress: Callable[[dict], None] | None = None,
           prepared: PreparedTeacher | None = None,
-          resume_from: str | os.PathLike | None = None) -> RunRecord:
+          resume_from: str | os.PathLike | None = None, overwrite: bool = False) -> RunRecord:
     """Distil the teacher into a student with ``config.recipe``; return the run record.
 
     Parameters
@@ -132,17 +133,24 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None, 
     prepared : PreparedTeacher, optional
         :func:`~sinkd.distill.teacher.prepare_teacher`'s result for this config and data.
     resume_from : path-like, optional
-        The record of a stopped run with the same config (``device``, ``out`` and
-        ``cache_dir`` may differ): continue it from its last finished step, exactly as if it
-        had not stopped (see :mod:`sinkd.distill.checkpoints`). A stopped run with
-        ``config.out`` leaves that state.
+        The record of a stopped or crashed run with the same config (``device``, ``out``,
+        ``cache_dir`` and ``checkpoint_every`` may differ): continue it from its last saved
+        state, exactly as if it had not stopped (see :mod:`sinkd.distill.checkpoints`). With
+        ``config.out`` a stopped run leaves that state, and a running one writes it every
+        ``config.checkpoint_every`` steps.
+    overwrite : bool, default False
+        Replace the record of another run at ``config.out``; without it a finished, stopped or
+        crashed run's record there (one with finished steps) raises ValueError before anything
+        loads. A running run's record is never replaced.
 
     Returns
     -------
     RunRecord
         Test accuracy is measured once, on the best-dev checkpoint (``results["test"]``), beside
         the final and best dev accuracies. With ``config.out`` the record is also written, at
-        the start, after every evaluation and at the end (atomically).
+        the start, after every evaluation, at least every ``HEARTBEAT_S`` seconds and at the
+        end (atomically); its ``status`` is ``running`` until it ends ``finished`` or
+        ``stopped`` (``crashed`` if it raises, or for a reader once its process is gone).
 
     Notes
     -----
@@ -156,13 +164,41 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None, 
     other ranks return a record without evaluations. ``should_stop`` on any rank stops every
     rank after the same step.
     """
+    started: list[RunRecord] = []  # the record once begun, marked crashed if the run raises
+    try:
+        return _train(config, on_step, should_stop, on_progress, prepared, resume_from,
+                      overwrite, started)
+    except BaseException:  # a second Ctrl-C included: the record says it ended, the state stays
+        if started and started[0].status == "running" and config.out is not None \
+                and parallel.is_main():
+            started[0].status, started[0].ended = "crashed", now()
+            try:
+                save_record(started[0], config.out)
+            except OSError:  # the failure may be the disk itself: the reader sees the dead pid
+                pass
+        raise
+
+
+def _train(config: DistillConfig, on_step: Callable[[dict], None] | None,
+           should_stop: Callable[[], bool] | None, on_progress: Callable[[dict], None] | None,
+           prepared: PreparedTeacher | None, resume_from: str | os.PathLike | None,
+           overwrite: bool, started: list[RunRecord]) -> RunRecord:
+    """:func:`train`'s run; ``started`` receives the record once it exists."""
     config.validate()
     # torchrun: W processes, each with B / W rows of every global batch (sinkd.distill.parallel)
     world, rank = parallel.world_size(), parallel.rank()
     parallel.check_batch_size(config.batch_size, world)  # before any model loads
-    record, state = _begin(config, resume_from)
+    paths.check_output_paths(config)  # before any data or model loads: a bad path fails at once
+    record, state = _begin(config, resume_from, overwrite)
     record.world_size, record.global_batch = world, config.batch_size
     t0 = time.time() - record.wall_time_s  # a resumed run's clock goes on
+    started.append(_write(record, config, t0))  # "running" on disk: the path is taken
+
+    def progress(event: dict) -> None:  # the teacher phase keeps the heartbeat too
+        if time.time() - t0 - record.wall_time_s > HEARTBEAT_S:
+            _write(record, config, t0)
+        if on_progress is not None:
+            on_progress(event)
     # device: bfloat16 autocast on CUDA; the losses, Sinkhorn term included, in float32
     device = parallel.device_of_rank(models.select_device(config.device))
     record.device, record.versions = str(device), versions()
@@ -174,10 +210,11 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None, 
     # (under torchrun rank 0 prepares it while the others wait, then they read its cache)
     try:
         teacher, logits = prepared or parallel.main_first(lambda: prepare_teacher(
-            config, splits, on_progress=on_progress, should_stop=should_stop),
+            config, splits, on_progress=progress, should_stop=should_stop),
             shared=(RunStoppedError,))
     except RunStoppedError as stop:
         record.stopped, record.ended, record.teacher = True, now(), {"stopped": str(stop)}
+        record.status = "stopped"
         return _write(record, config, t0)
     # student: the fine-tuned teacher's first layers, or that shape with random weights
     student, tokenizer, record.teacher = _student(config, splits, teacher, logits)
@@ -201,14 +238,9 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None, 
     # loop: one AdamW step per batch; dev accuracy every eval_every steps and at the end
     for step in range(start, config.steps):
         if parallel.any_rank(should_stop is not None and should_stop()):  # all stop at one step
-            record.stopped = True
+            record.stopped, record.status = True, "stopped"
             if config.out is not None and step > 0:  # resume_from needs it (before best loads)
-                ranks = parallel.gather_objects(checkpoints.random_state(device)) if world > 1 \
-                    else None  # every rank's dropout generator
-                if parallel.is_main():
-                    record.checkpoint = str(checkpoints.save_checkpoint(
-                        checkpoints.checkpoint_path(config.out), student=student,
-                        optimizer=optimizer, best=best, step=step, ranks=ranks))
+                _save_state(record, config, t0, student, optimizer, best, step, device)
             break
         tic = time.perf_counter()
         batch = get_batch(enc["train"], step, config, logits=train_logits, generator=generator)
@@ -231,7 +263,10 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None, 
         last = (z_s.detach(), batch["teacher_logits"], batch["labels"])
         if on_step is not None:
             on_step({**row, "steps": config.steps})
-        if "dev_accuracy" in row:
+        if config.out is not None and config.checkpoint_every is not None \
+                and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+            _save_state(record, config, t0, student, optimizer, best, step + 1, device)
+        elif "dev_accuracy" in row or time.time() - t0 - record.wall_time_s > HEARTBEAT_S:
             _write(record, config, t0)
     # end: test accuracy once, on the best-dev checkpoint; final dev reported beside it
     if best is not None:
@@ -243,27 +278,54 @@ def train(config: DistillConfig, on_step: Callable[[dict], None] | None = None, 
         record.last_batch = transport_snapshot(*last, reg=config.reg, n_iters=config.n_iters,
                                                temperature=config.sinkhorn_temperature)
     record.ended = now()
-    if resume_from is not None and not record.stopped:  # finished: its resume state is spent
-        record.checkpoint = None
-        _write(record, config, t0)
-        if parallel.is_main():
-            checkpoints.checkpoint_path(resume_from).unlink(missing_ok=True)
+    if not record.stopped:  # finished: its resume states are spent
+        record.status, record.checkpoint = "finished", None
     _write(record, config, t0)
+    if not record.stopped and parallel.is_main():  # after the write: a kill between leaves both
+        for path in (resume_from, config.out):
+            if path is not None:
+                checkpoints.checkpoint_path(path).unlink(missing_ok=True)
     parallel.barrier()  # all leave once rank 0 has written (torchrun ends the rest when one exits)
     return record
 
 
 # ----------------------------------------------------------------------------- the loop's helpers
-def _begin(config: DistillConfig, resume_from: str | os.PathLike | None,
+def _begin(config: DistillConfig, resume_from: str | os.PathLike | None, overwrite: bool,
            ) -> tuple[RunRecord, dict[str, Any] | None]:
-    """A new record, or the stopped run's record to continue, with its resume state (or None)."""
+    """A new record, or the stopped or crashed run's record to continue, with its resume state
+    (or None); either says ``running``, by this process."""
     fields = dataclasses.asdict(config)
     if resume_from is None:
-        return RunRecord(config=fields, started=now()), None
-    record, state = checkpoints.resumable(resume_from, fields)
-    record.config, record.stopped, record.ended = fields, False, None
-    record.resumed_at = [*record.resumed_at, len(record.metrics)]
+        if config.out is not None:  # never lose a run unasked; rank 0 checks, all raise
+            parallel.main_first(lambda: parallel.is_main() and _claim(config.out, overwrite),
+                                shared=(ValueError,))
+        record, state = RunRecord(config=fields, started=now()), None
+    else:
+        record, state = checkpoints.resumable(resume_from, fields)
+        record.config, record.stopped, record.ended = fields, False, None
+        record.resumed_at = [*record.resumed_at, len(record.metrics)]
+    record.status, record.process = "running", this_process()
     return record, state
+
+
+def _claim(out: str, overwrite: bool) -> None:
+    """Check that a new run may write ``out``; drop the replaced run's resume state."""
+    checkpoints.check_new_record(out, overwrite)
+    checkpoints.checkpoint_path(out).unlink(missing_ok=True)
+
+
+def _save_state(record: RunRecord, config: DistillConfig, t0: float, student: nn.Module,
+                optimizer: torch.optim.Optimizer, best: tuple | None, step: int,
+                device: torch.device) -> None:
+    """The record, then the resume state after ``step`` steps (every rank calls it): a kill
+    between the two leaves a record with at least the state's rows, which resume cuts back."""
+    ranks = parallel.gather_objects(checkpoints.random_state(device)) \
+        if parallel.world_size() > 1 else None  # every rank's dropout generator
+    if parallel.is_main():
+        record.checkpoint = str(checkpoints.checkpoint_path(config.out))
+        _write(record, config, t0)
+        checkpoints.save_checkpoint(record.checkpoint, student=student, optimizer=optimizer,
+                                    best=best, step=step, ranks=ranks)
 
 
 def _student(config: DistillConfig, splits: Splits, teacher: nn.Module | None,
@@ -339,7 +401,7 @@ def _results(metrics: list[dict[str, Any]], best: tuple | None,
 def _write(record: RunRecord, config: DistillConfig, t0: float) -> RunRecord:
     """Stamp the wall time and, with ``config.out``, save the record (atomically); under
     torchrun rank 0 alone writes (the others' records lack the evaluations)."""
-    record.wall_time_s = round(time.time() - t0, 3)
+    record.wall_time_s, record.heartbeat = round(time.time() - t0, 3), now()
     if config.out is not None and parallel.is_main():
         save_record(record, config.out)
     return record

@@ -14,100 +14,115 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 
-from sinkd.lab.batches import compute_dtype
-from sinkd.lab.plan_numerics import Hazard, smallest_positive, underflowed
-from sinkd.lab.plans import ClassLevel, LambdaSweep, PlanHistory
+# the page's sentences about the numerics live beside the numbers; kept importable from here
+from sinkd.lab.plan_numerics import failure_reason as failure_reason
+from sinkd.lab.plan_numerics import float16_note as float16_note
+from sinkd.lab.plan_numerics import hazard_badge as hazard_badge
+from sinkd.lab.plan_numerics import hazard_rows as hazard_rows
+from sinkd.lab.plans import HALVES, ClassLevel, LambdaSweep, PlanHistory
 from sinkd.lab.style import COLORS
-from sinkd.validation import check_int
+from sinkd.lab.units import COST_UNIT, SINKD_SCALE, sci
+from sinkd.validation import check_choice, check_int
 
 STUDENT, TEACHER, REFERENCE = COLORS["sinkhorn"], COLORS["teacher"], COLORS["ce"]
 WIDTH_MIN, WIDTH_MAX = 0.5, 6.0  # line widths of the lightest and the heaviest plan entry
 
 
-def frame_steps(n_iters: int, max_frames: int = 60) -> list[int]:
-    """At most ``max_frames`` iterations to animate, always 1 and ``n_iters``.
+HALF_TEXT = {"rows": "after the row scaling", "columns": "after the column scaling"}
+EXACT_FLOOR = 1e-17  # a log axis cannot show 0: exact sums are drawn here (hover: the value)
 
-    Half log-spaced (Sinkhorn changes fastest early), half evenly spaced.
+
+def sample_ticks(n: int, most: int = 16) -> list[int]:
+    """Integer tick positions 0 .. n - 1 for a sample axis, at most ``most`` of them.
 
     Examples
     --------
-    >>> frame_steps(5)
-    [1, 2, 3, 4, 5]
-    >>> s = frame_steps(500); (len(s) <= 60, s[0], s[-1])
-    (True, 1, 500)
+    >>> sample_ticks(2), sample_ticks(64)[:3], len(sample_ticks(64)) <= 16
+    ([0, 1], [0, 4, 8], True)
     """
-    if n_iters <= max_frames:
-        return list(range(1, n_iters + 1))
-    half = max_frames // 2
-    steps = np.concatenate([np.geomspace(1, n_iters, half), np.linspace(1, n_iters, half)])
-    return sorted({int(s) for s in np.rint(steps)} | {1, n_iters})
+    check_int("n", n, low=1)
+    return list(range(0, n, max(1, math.ceil(n / most))))
 
 
-def _plan_traces(P: np.ndarray) -> list[dict]:
-    """Heatmap (float32: a colour needs no more), column sums and row sums of one plan."""
-    return [dict(type="heatmap", z=P.astype(np.float32)), dict(type="bar", y=P.sum(0)),
-            dict(type="bar", x=P.sum(1))]
+def _bar_range(sums: np.ndarray) -> list[float]:
+    """From 0 to past the largest sum and past mass 1, so that no bar is clipped."""
+    finite = sums[np.isfinite(sums)]
+    top = max(1.0, float(finite.max())) if finite.size else 1.0
+    return [0.0, 1.08 * top]
 
 
-def plan_figure(history: PlanHistory, max_frames: int = 60, badge: str | None = None) -> go.Figure:
-    """Heatmap of P_t with its column sums (above) and row sums (right), animated over t.
+def _check_step(history: PlanHistory, t: int | None, half: str) -> int:
+    t = history.n_iters if t is None else t
+    check_int("t", t, low=1, high=history.n_iters)
+    check_choice("half", half, HALVES)
+    return t
 
-    One frame per iteration of :func:`frame_steps` (from ``history.plans_at``, i.e. plan_at(t)),
-    the heatmap in float32; the figure starts at t = T. ``badge``: a warning drawn on the plot
-    (see :func:`hazard_badge`). Traces 0-2 are the heatmap, the column-sum bars and the row-sum
-    bars (the frames replace these three); traces 3-4 mark mass 1.
+
+def plan_figure(history: PlanHistory, t: int | None = None, half: str = "columns",
+                badge: str | None = None) -> go.Figure:
+    """Heatmap of the plan at one half-step, with its column sums (above) and row sums (right).
+
+    The plan is ``history.plan_at(t, half)`` (default: t = T, after the column scaling), the
+    heatmap in float32 (a colour needs no more). After the row scaling the rows have mass 1
+    exactly and the columns are off; after the column scaling the reverse. Both bar axes run
+    from 0 past the largest sum (and past 1); the sample axes have integer ticks. ``badge``: a
+    warning drawn on the plot (see :func:`hazard_badge`). Traces: 0 the heatmap, 1 the
+    column-sum bars, 2 the row-sum bars, 3-4 the lines at mass 1.
     """
-    steps = frame_steps(history.n_iters, max_frames)
-    plans = dict(zip(steps, history.plans_at(steps), strict=True))
-    finite = [P[np.isfinite(P)] for P in plans.values()]
-    zmax = max([float(v.max()) for v in finite if v.size] + [1e-12])
+    t = _check_step(history, t, half)
+    P = history.plan_at(t, half)
+    finite = P[np.isfinite(P)]
+    zmax = max(float(finite.max()) if finite.size else 0.0, 1e-12)
     idx = np.arange(history.n)
-    heat, cols, rows = _plan_traces(plans[steps[-1]])
-    heat.update(x=idx, y=idx, zmin=0.0, zmax=zmax, colorscale="Oranges", xaxis="x2", yaxis="y2",
-                colorbar=dict(title=dict(text="mass"), x=1.02),
+    col_sums, row_sums = P.sum(0), P.sum(1)
+    ticks = sample_ticks(history.n)
+    heat = dict(type="heatmap", z=P.astype(np.float32), x=idx, y=idx, zmin=0.0, zmax=zmax,
+                colorscale="Oranges", xaxis="x2", yaxis="y2",
+                colorbar=dict(title=dict(text="mass"), x=1.02, len=0.8, y=0.4),
                 hovertemplate="student %{y} → teacher %{x}: %{z:.4g}<extra></extra>")
-    cols.update(x=idx, marker_color=TEACHER, opacity=0.6, name="column sums", xaxis="x", yaxis="y",
+    cols = dict(type="bar", x=idx, y=col_sums, marker_color=TEACHER, opacity=0.6,
+                name="column sums", xaxis="x", yaxis="y",
                 hovertemplate="teacher %{x}: %{y:.6g}<extra></extra>")
-    rows.update(y=idx, orientation="h", marker_color=STUDENT, name="row sums", xaxis="x3",
-                yaxis="y3", hovertemplate="student %{y}: %{x:.6g}<extra></extra>")
+    rows = dict(type="bar", x=row_sums, y=idx, orientation="h", marker_color=STUDENT,
+                name="row sums", xaxis="x3", yaxis="y3",
+                hovertemplate="student %{y}: %{x:.6g}<extra></extra>")
     ends = [-0.5, history.n - 0.5]
     refs = [dict(type="scatter", x=ends, y=[1, 1], xaxis="x", yaxis="y", mode="lines",
                  line=dict(color=REFERENCE, dash="dash"), name="mass 1"),
             dict(type="scatter", x=[1, 1], y=ends, xaxis="x3", yaxis="y3", mode="lines",
                  line=dict(color=REFERENCE, dash="dash"), name="mass 1")]
-    play = dict(frame=dict(duration=120, redraw=True), transition=dict(duration=0),
-                fromcurrent=False, mode="immediate")
-    still = dict(frame=dict(duration=0, redraw=True), mode="immediate")
+    exact = "rows" if half == "rows" else "columns"
     layout = dict(
-        title=dict(text=f"Plan P_t (λ = {history.reg:g}, {history.method}, {history.dtype}, "
-                        f"T = {history.n_iters})"),
-        height=660, showlegend=False, bargap=0.05, margin=dict(b=130),
-        xaxis=dict(domain=[0, 0.8], matches="x2", showticklabels=False),
-        yaxis=dict(domain=[0.82, 1], title=dict(text="column sum")),
-        xaxis2=dict(domain=[0, 0.8], anchor="y2", title=dict(text="teacher sample j")),
-        yaxis2=dict(domain=[0, 0.79], anchor="x2", autorange="reversed",
-                    title=dict(text="student sample i")),
-        xaxis3=dict(domain=[0.82, 1], anchor="y3", title=dict(text="row sum")),
-        yaxis3=dict(domain=[0, 0.79], anchor="x3", matches="y2", showticklabels=False),
-        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.13, xanchor="left",
-                          yanchor="top",
-                          buttons=[dict(label="▶ play", method="animate", args=[None, play]),
-                                   dict(label="❚❚ pause", method="animate",
-                                        args=[[None], dict(still, frame=dict(duration=0,
-                                                                             redraw=False))])])],
-        sliders=[dict(active=len(steps) - 1, x=0.16, len=0.82, y=-0.11, yanchor="top",
-                      currentvalue=dict(prefix="t = "),
-                      steps=[dict(label=str(t), method="animate", args=[[str(t)], still])
-                             for t in steps])],
-        annotations=[dict(text=badge, xref="paper", yref="paper", x=1.0, y=1.08,
-                          showarrow=False, font=dict(color="white"), bgcolor="#D55E00")]
-        if badge else [],
+        title=dict(text=f"Plan at t = {t}, {HALF_TEXT[half]} ({exact} exact) · λ = "
+                        f"{history.reg:g}, {history.method}, {history.dtype}", x=0.0),
+        height=480, showlegend=False, bargap=0.05, margin=dict(t=50, b=50, l=60, r=10),
+        xaxis=dict(domain=[0, 0.78], matches="x2", showticklabels=False),
+        yaxis=dict(domain=[0.8, 1], range=_bar_range(col_sums),
+                   title=dict(text="column sum")),
+        xaxis2=dict(domain=[0, 0.78], anchor="y2", tickmode="array", tickvals=ticks,
+                    title=dict(text="teacher sample j")),
+        yaxis2=dict(domain=[0, 0.77], anchor="x2", autorange="reversed", tickmode="array",
+                    tickvals=ticks, title=dict(text="student sample i")),
+        xaxis3=dict(domain=[0.8, 0.95], anchor="y3", range=_bar_range(row_sums),
+                    title=dict(text="row sum")),
+        yaxis3=dict(domain=[0, 0.77], anchor="x3", matches="y2", showticklabels=False),
+        annotations=[dict(text=badge, xref="paper", yref="paper", x=1.0, y=1.0,
+                          xanchor="right", showarrow=False, font=dict(color="white"),
+                          bgcolor="#D55E00")] if badge else [],
     )
-    # frames carry only what changes; one dict, validated once
-    frames = [dict(name=str(t), traces=[0, 1, 2], data=_plan_traces(plans[t])) for t in steps]
-    return go.Figure(dict(data=[heat, cols, rows, *refs], layout=layout, frames=frames))
+    return go.Figure(dict(data=[heat, cols, rows, *refs], layout=layout))
+
+
+def step_caption(history: PlanHistory, t: int, half: str) -> str:
+    """What the plan at (t, half) has: its row and column L1 errors and its gap to exact OT."""
+    t = _check_step(history, t, half)
+    c = history.curves(half)
+    gap = float(c.costs[t - 1] - history.exact_cost)
+    return (f"Half-step {2 * t - (half == 'rows')} of {2 * history.n_iters}: the plan "
+            f"{HALF_TEXT[half]} of iteration {t}. Row sums off by {sci(c.row_errors[t - 1])}, "
+            f"column sums by {sci(c.col_errors[t - 1])} (L1); ⟨P, D⟩ − exact OT = {sci(gap)}"
+            + (" (below exact OT: not a feasible plan)." if gap < 0 else "."))
 
 
 def _three_panels(titles: Sequence[str], height: int = 380, **layout) -> dict:
@@ -133,25 +148,75 @@ def _hline(x, y: float, name: str, dash: str, panel: int) -> dict:
     return _line([x[0], x[-1]], [y, y], name, panel, REFERENCE, dash)
 
 
-def convergence_figure(history: PlanHistory) -> go.Figure:
-    """Marginal errors (log y), <P_t, D> with exact OT and independent lines, entropy, against t."""
+def _interleaved(history: PlanHistory, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A curve at every half-step: x = t - 1/2 after the row scaling of t, x = t after it."""
     t = np.arange(1, history.n_iters + 1)
-    h = history
+    x = np.stack([t - 0.5, t], 1).ravel()
+    y = np.stack([getattr(history.curves(h), name) for h in HALVES], 1).ravel()
+    return x, y
+
+
+def _marker(x: float, y: float, panel: int, label: str, show: bool) -> dict:
+    trace = _line([x], [y], label, panel, "black", mode="markers")
+    trace.update(marker=dict(size=11, symbol="circle-open", line=dict(width=3)),
+                 legendgroup="now", showlegend=show,
+                 hovertemplate=f"{label}: %{{y:.3e}}<extra></extra>")
+    return trace
+
+
+def convergence_figure(history: PlanHistory, t: int | None = None,
+                       half: str = "columns") -> go.Figure:
+    """Marginal errors, the cost's gap to exact OT and the entropy, at every half-step.
+
+    x = t - 1/2 is the plan after the row scaling of iteration t, x = t after its column
+    scaling. Panel 1 (log y): the row error after each column scaling and the column error
+    after each row scaling (the other sums are exact there). Panel 2 (log y): |<P, D> - exact
+    OT|, split into a line where the plan costs more than exact OT and markers where it costs
+    less (only a plan without the problem's marginals can). Panel 3: the entropy, its axis
+    fitted to the curve (log N and 2 log N in the title; lines where they fall inside). Every
+    curve carries a marker (legend group "now") at the half-step (t, half), default (T,
+    "columns"), and every panel a vertical line there.
+    """
+    t = _check_step(history, t, half)
+    h, steps = history, np.arange(1, history.n_iters + 1)
+    x_now = t - 0.5 if half == "rows" else float(t)
+    now = f"t = {t}, {HALF_TEXT[half]}"
+    gx, gaps = _interleaved(h, "costs")
+    gaps = gaps - h.exact_cost
+    ex, entropy = _interleaved(h, "entropies")
+    shown = h.curves(half)
+    gap_now = float(shown.costs[t - 1] - h.exact_cost)
     data = [
-        _line(t, h.row_errors, "rows |P_t 1 − 1|", 1, STUDENT),
-        _line(t, h.col_errors, "columns |P_tᵀ 1 − 1|", 1, TEACHER, "dot"),
-        _line(t, h.costs, "⟨P_t, D⟩", 2, STUDENT),
-        _hline(t, h.exact_cost, "exact OT (emd2)", "dash", 2),
-        _hline(t, h.independent_cost, "independent coupling (λ → ∞)", "dot", 2),
-        _line(t, h.entropies, "entropy", 3, STUDENT, "dashdot"),
-        _hline(t, math.log(h.n), "log N (a permutation)", "dash", 3),
-        _hline(t, 2 * math.log(h.n), "2 log N (independent)", "dot", 3),
+        _line(steps, np.maximum(h.row_errors, EXACT_FLOOR), "rows |P1 − 1| after the column "
+              "scaling", 1, STUDENT, mode="lines+markers"),
+        _line(steps - 0.5, np.maximum(h.after_rows.col_errors, EXACT_FLOOR), "columns |Pᵀ1 − 1| "
+              "after the row scaling", 1, TEACHER, "dot", mode="lines+markers"),
+        _line(gx, np.where(gaps > 0, gaps, np.nan), "⟨P, D⟩ − exact OT", 2, STUDENT),
+        _line(gx, np.where(gaps < 0, -gaps, np.nan), "exact OT − ⟨P, D⟩ (below exact OT: the "
+              "marginals are off)", 2, "#D55E00", mode="markers"),
+        _line(ex, entropy, "entropy", 3, STUDENT, "dashdot"),
+        _marker(x_now, max(float(shown.row_errors[t - 1] if half == "columns" else
+                                 shown.col_errors[t - 1]), EXACT_FLOOR), 1, now, True),
+        _marker(x_now, abs(gap_now), 2, now, False),
+        _marker(x_now, float(shown.entropies[t - 1]), 3, now, False),
     ]
-    layout = _three_panels(("marginal errors (L1)", "transport cost ⟨P_t, D⟩",
-                            "entropy of P_t / N (nats)"))
+    finite = entropy[np.isfinite(entropy)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = max(0.05 * (hi - lo), 1e-3)
+    for value, name, dash in ((math.log(h.n), "log N (a permutation)", "dash"),
+                              (2 * math.log(h.n), "2 log N (independent)", "dot")):
+        if lo - pad <= value <= hi + pad:
+            data.append(_hline(steps, value, name, dash, 3))
+    layout = _three_panels(("marginal errors (L1)", "gap to exact OT |⟨P, D⟩ − OT|",
+                            f"entropy (nats; log N = {math.log(h.n):.2f}, 2 log N = "
+                            f"{2 * math.log(h.n):.2f})"), height=400)
     for suffix in ("", "2", "3"):
-        layout[f"xaxis{suffix}"]["title"] = dict(text="iteration t")
-    layout["yaxis"]["type"] = "log"
+        layout[f"xaxis{suffix}"]["title"] = dict(text="iteration t (½: after the rows)")
+        layout.setdefault("shapes", []).append(dict(
+            type="line", x0=x_now, x1=x_now, y0=0, y1=1, xref=f"x{suffix}",
+            yref=f"y{suffix} domain", line=dict(color="black", dash="dot", width=1)))
+    layout["yaxis"]["type"] = layout["yaxis2"]["type"] = "log"
+    layout["yaxis3"]["range"] = [lo - pad, hi + pad]
     return go.Figure(dict(data=data, layout=layout))
 
 
@@ -234,9 +299,65 @@ def class_plan_figure(level: ClassLevel, i: int) -> go.Figure:
                                hovertemplate="%{y} → %{x}: %{z:.4g}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title=f"student sample {i}")
     fig.update_xaxes(title=f"teacher sample {i}")
-    fig.update_layout(height=400, title=f"Sample {i}: ⟨P, 1 − I⟩ = {level.costs[i]:.4g}; exact "
-                                        f"OT (total variation) = {level.exact[i]:.4g}")
+    flag = "" if level.marginal_errors[i] <= level.tolerance else " ⚠ not converged"
+    fig.update_layout(height=400, title=f"Sample {i}: ⟨P, 1 − I⟩ = {sci(level.costs[i])}, exact "
+                                        f"OT (total variation) = {sci(level.exact[i])}, marginal "
+                                        f"error {sci(level.marginal_errors[i])}{flag}")
     return fig
+
+
+def class_level_note(level: ClassLevel, reg: float) -> str | None:
+    """Why an unconverged class-wise plan may cost less than exact OT; None when converged.
+
+    The numbers are the level's: its worst marginal error after T iterations, and the samples
+    whose cost sits below their exact OT.
+    """
+    if level.converged:
+        return None
+    errors = level.marginal_errors
+    worst = int(np.nanargmax(np.where(np.isfinite(errors), errors, np.inf)))
+    below = level.below_exact
+    head = (f"**Not converged:** after T = {level.n_iters} iterations the class-wise plans "
+            f"still miss their masses: sample {worst}'s rows and columns are off by "
+            f"{sci(errors[worst])} in L1 (of mass 1; converged means ≤ {sci(level.tolerance, 1)}).")
+    if not len(below):
+        return head + " Raise T or λ to converge."
+    i = int(below[0])
+    return (f"{head} So these plans are not feasible for the problem (their marginals are not "
+            f"p_s and p_t), and exact OT, the least cost of a feasible plan, is no lower bound "
+            f"for them: {len(below)} of {len(errors)} samples cost less than their exact OT "
+            f"(sample {i}: ⟨P, 1 − I⟩ = {sci(level.costs[i])} < {sci(level.exact[i])}). "
+            f"Off the diagonal the kernel is exp(−1/λ) = {sci(math.exp(-1 / reg))}, so the "
+            "mass that must move between classes arrives slowly: raise T or λ.")
+
+
+def cost_metrics(history: PlanHistory) -> list[tuple[str, str, str]]:
+    """(label, value, help) of the page's metric row: every cost in :data:`COST_UNIT`."""
+    h = history
+    gap = h.costs[-1] - h.exact_cost
+    return [
+        ("⟨P_T, D⟩", sci(h.costs[-1]), f"{h.method} method, {h.dtype}. {COST_UNIT}"),
+        ("exact OT (emd2)", sci(h.exact_cost), "The least ⟨P, D⟩ over plans with mass 1 per "
+         "row and per column (λ → 0)."),
+        ("gap to exact OT", sci(gap), "⟨P_T, D⟩ − exact OT: ≥ 0 for a converged plan; "
+         "negative only if P_T's marginals are off."),
+        ("independent coupling", sci(h.independent_cost), "⟨1 1ᵀ / N, D⟩ (λ → ∞)."),
+        ("marginal error of P_T (L1)", sci(float(h.result.marginal_error)), "Rows plus columns."),
+        (f"SinKD term = {SINKD_SCALE:g} ⟨P_T, D⟩", sci(h.sinkd_value),
+         "The loss term SinKD adds: its 10⁻³ scale times the cost."),
+    ]
+
+
+def class_metrics(level: ClassLevel) -> list[tuple[str, str, str]]:
+    """(label, value, help) of the class-wise metric row, in :data:`COST_UNIT`."""
+    return [
+        ("class-wise Σᵢ⟨Pᵢ, 1 − I⟩", sci(level.total), "Mass 1 per sample."),
+        ("exact OT Σᵢ TV(p_s, p_t)", sci(float(level.exact.sum())), "Σᵢ |p_s,i − p_t,i|₁ / 2."),
+        ("worst marginal error (L1)", sci(float(np.max(level.marginal_errors))),
+         f"Rows plus columns; converged: ≤ {sci(level.tolerance, 1)}."),
+        (f"class-wise SinKD term = {SINKD_SCALE:g} Σᵢ⟨Pᵢ, 1 − I⟩", sci(level.term),
+         "sinkd_loss(level='class')."),
+    ]
 
 
 def sweep_figure(sweep: LambdaSweep) -> go.Figure:
@@ -267,73 +388,14 @@ def sweep_figure(sweep: LambdaSweep) -> go.Figure:
 
 
 def curves_table(history: PlanHistory) -> pd.DataFrame:
-    """The numbers of :func:`convergence_figure`, one row per iteration t (for a download)."""
-    return pd.DataFrame({"t": range(1, history.n_iters + 1), "cost": history.costs,
-                         "row_error": history.row_errors, "col_error": history.col_errors,
-                         "entropy": history.entropies})
+    """The numbers of :func:`convergence_figure`, one row per half-step (for a download)."""
+    t = np.arange(1, history.n_iters + 1)
+    frames = [pd.DataFrame({"half_step": 2 * t - (half == "rows"), "t": t,
+                            "after": f"{half.removesuffix('s')} scaling",
+                            "cost": c.costs, "gap_to_exact_ot": c.costs - history.exact_cost,
+                            "row_error": c.row_errors, "col_error": c.col_errors,
+                            "entropy": c.entropies})
+              for half in HALVES for c in (history.curves(half),)]
+    return pd.concat(frames).sort_values("half_step", ignore_index=True)
 
 
-def hazard_rows(hazards: Sequence[Hazard]) -> list[dict]:
-    """The hazard table, one row per dtype."""
-    return [{"dtype": h.dtype, "kernel: NaN": h.kernel_nan, "kernel: zero rows": h.kernel_zero_rows,
-             "log: NaN": h.log_nan, "log: zero rows": h.log_zero_rows,
-             "naive kernel: NaN": h.naive_nan, "naive kernel: zero rows": h.naive_zero_rows,
-             "rows of K all 0": h.underflow_rows, "columns of K all 0": h.underflow_cols,
-             "hardest line: min D/λ": round(h.min_exponent, 2),
-             "underflow above": round(h.limit, 2)} for h in hazards]
-
-
-def hazard_badge(hazard: Hazard) -> str | None:
-    """A short flag for the plan figure when a kernel solver fails in this dtype; else None."""
-    parts = []
-    if hazard.kernel_nan or hazard.kernel_zero_rows:
-        parts.append(f"sinkd kernel: {'NaN' if hazard.kernel_nan else 'zero rows'}")
-    if hazard.dtype == "float16" and (hazard.naive_nan or hazard.naive_zero_rows):
-        parts.append(f"naive float16 kernel: {'NaN' if hazard.naive_nan else 'zero rows'}")
-    if not parts:
-        return None
-    log = "log solver: NaN" if hazard.log_nan else "log solver: finite"
-    return f"⚠ {hazard.dtype}: " + "; ".join(parts) + f"; {log}"
-
-
-def float16_note(hazard: Hazard) -> str:
-    """What float16 does to this batch: sinkd's float32 compute against the literal iteration."""
-    naive = ("gives NaN" if hazard.naive_nan else "stays finite") + (
-        f" ({hazard.naive_zero_rows} zero rows)" if hazard.naive_zero_rows else "")
-    return (f"float16: sinkd computes in float32 and returns float16. A literal float16 kernel "
-            f"iteration (naive_kernel_plan) {naive} here: {hazard.underflow_rows} rows and "
-            f"{hazard.underflow_cols} columns of K = exp(−D/λ) are entirely 0 in float16 "
-            f"(exp underflows above D/λ = {hazard.limit:.1f}; the hardest row or column needs "
-            f"{hazard.min_exponent:.1f}).")
-
-
-def failure_reason(history: PlanHistory) -> str | None:
-    """Why the plan is not finite, in words built from the computed numbers; None if finite."""
-    if history.finite:
-        return None
-    D, reg = history.cost_matrix, history.reg
-    compute = compute_dtype(history.dtype)
-    name = str(compute).removeprefix("torch.")
-    bad = int((~np.isfinite(history.plan)).any(1).sum())
-    small = smallest_positive(compute)
-    head = (f"The {history.method} solver produced NaN/Inf in {bad} of {history.n} rows of the "
-            f"plan (λ = {reg:g}, computed in {name}). K = exp(-D/λ) underflows to 0 where "
-            f"D_ij/λ > {-math.log(small):.1f}: the smallest positive {name} is {small:.2e}.")
-    rows, cols = underflowed(D, reg, compute)
-    if len(rows) or len(cols):
-        lines = np.concatenate([D[rows].min(1), D[:, cols].min(0)]) / reg
-        worst = float(lines.min())
-        return (f"{head} In K, {_listed(rows, 'rows')} and {_listed(cols, 'columns')} are "
-                f"entirely 0: even the nearest partner of each is at D/λ ≥ {worst:.1f}, and "
-                f"exp(-{worst:.1f}) ≈ 1e{-worst / math.log(10):.0f} is below that. A zero sum, "
-                "then 1/0 = inf and inf·0 = NaN.")
-    return (f"{head} No row or column of K is entirely 0, but K spans down to "
-            f"exp(-{D.max() / reg:.1f}), so the scalings 1/(Kv) overflow {name} (largest "
-            f"{torch.finfo(compute).max:.2e}) and inf·0 = NaN follows.")
-
-
-def _listed(idx: np.ndarray, what: str) -> str:
-    if not len(idx):
-        return f"0 {what}"
-    shown = ", ".join(str(i) for i in idx[:8]) + (" …" if len(idx) > 8 else "")
-    return f"{len(idx)} {what} ({shown})"

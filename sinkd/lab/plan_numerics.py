@@ -3,19 +3,22 @@ r"""Where the kernel solver of the Transport plans page fails, per dtype, and wh
 :func:`smallest_positive` is where ``exp`` underflows, :func:`underflowed` finds the rows and
 columns of ``K = exp(-D / lambda)`` that are entirely 0, :func:`naive_kernel_plan` runs the kernel
 iteration literally in a dtype (to show the hazard, NaN included) and :func:`dtype_hazards`
-tabulates, per dtype of :data:`sinkd.lab.batches.DTYPES`, which solver stays finite.
+tabulates, per dtype of :data:`sinkd.lab.batches.DTYPES`, which solver stays finite;
+:func:`hazard_rows`, :func:`hazard_badge`, :func:`float16_note` and :func:`failure_reason` put
+those numbers into the page's table and sentences.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from sinkd.lab.batches import DTYPES, batch_problem
-from sinkd.lab.plans import PLAN_METHODS
+from sinkd.lab.batches import DTYPES, batch_problem, compute_dtype
+from sinkd.lab.plans import PLAN_METHODS, PlanHistory
 from sinkd.sinkhorn import sinkhorn
 from sinkd.validation import check_choice, check_int, check_number
 
@@ -127,3 +130,70 @@ def dtype_hazards(teacher_logits: np.ndarray, student_logits: np.ndarray, *, reg
         out.append(Hazard(name, kn, kz, ln, lz, nn, nz, len(rows), len(cols), float(hardest),
                           -math.log(smallest_positive(dt))))
     return tuple(out)
+
+
+# ----- the page's words about these numbers (no figure here) -----
+def hazard_rows(hazards: Sequence[Hazard]) -> list[dict]:
+    """The hazard table, one row per dtype."""
+    return [{"dtype": h.dtype, "kernel: NaN": h.kernel_nan, "kernel: zero rows": h.kernel_zero_rows,
+             "log: NaN": h.log_nan, "log: zero rows": h.log_zero_rows,
+             "naive kernel: NaN": h.naive_nan, "naive kernel: zero rows": h.naive_zero_rows,
+             "rows of K all 0": h.underflow_rows, "columns of K all 0": h.underflow_cols,
+             "hardest line: min D/λ": round(h.min_exponent, 2),
+             "underflow above": round(h.limit, 2)} for h in hazards]
+
+
+def hazard_badge(hazard: Hazard) -> str | None:
+    """A short flag for the plan figure when a kernel solver fails in this dtype; else None."""
+    parts = []
+    if hazard.kernel_nan or hazard.kernel_zero_rows:
+        parts.append(f"sinkd kernel: {'NaN' if hazard.kernel_nan else 'zero rows'}")
+    if hazard.dtype == "float16" and (hazard.naive_nan or hazard.naive_zero_rows):
+        parts.append(f"naive float16 kernel: {'NaN' if hazard.naive_nan else 'zero rows'}")
+    if not parts:
+        return None
+    log = "log solver: NaN" if hazard.log_nan else "log solver: finite"
+    return f"⚠ {hazard.dtype}: " + "; ".join(parts) + f"; {log}"
+
+
+def float16_note(hazard: Hazard) -> str:
+    """What float16 does to this batch: sinkd's float32 compute against the literal iteration."""
+    naive = ("gives NaN" if hazard.naive_nan else "stays finite") + (
+        f" ({hazard.naive_zero_rows} zero rows)" if hazard.naive_zero_rows else "")
+    return (f"float16: sinkd computes in float32 and returns float16. A literal float16 kernel "
+            f"iteration (naive_kernel_plan) {naive} here: {hazard.underflow_rows} rows and "
+            f"{hazard.underflow_cols} columns of K = exp(−D/λ) are entirely 0 in float16 "
+            f"(exp underflows above D/λ = {hazard.limit:.1f}; the hardest row or column needs "
+            f"{hazard.min_exponent:.1f}).")
+
+
+def failure_reason(history: PlanHistory) -> str | None:
+    """Why the plan is not finite, in words built from the computed numbers; None if finite."""
+    if history.finite:
+        return None
+    D, reg = history.cost_matrix, history.reg
+    compute = compute_dtype(history.dtype)
+    name = str(compute).removeprefix("torch.")
+    bad = int((~np.isfinite(history.plan)).any(1).sum())
+    small = smallest_positive(compute)
+    head = (f"The {history.method} solver produced NaN/Inf in {bad} of {history.n} rows of the "
+            f"plan (λ = {reg:g}, computed in {name}). K = exp(-D/λ) underflows to 0 where "
+            f"D_ij/λ > {-math.log(small):.1f}: the smallest positive {name} is {small:.2e}.")
+    rows, cols = underflowed(D, reg, compute)
+    if len(rows) or len(cols):
+        lines = np.concatenate([D[rows].min(1), D[:, cols].min(0)]) / reg
+        worst = float(lines.min())
+        return (f"{head} In K, {_listed(rows, 'rows')} and {_listed(cols, 'columns')} are "
+                f"entirely 0: even the nearest partner of each is at D/λ ≥ {worst:.1f}, and "
+                f"exp(-{worst:.1f}) ≈ 1e{-worst / math.log(10):.0f} is below that. A zero sum, "
+                "then 1/0 = inf and inf·0 = NaN.")
+    return (f"{head} No row or column of K is entirely 0, but K spans down to "
+            f"exp(-{D.max() / reg:.1f}), so the scalings 1/(Kv) overflow {name} (largest "
+            f"{torch.finfo(compute).max:.2e}) and inf·0 = NaN follows.")
+
+
+def _listed(idx: np.ndarray, what: str) -> str:
+    if not len(idx):
+        return f"0 {what}"
+    shown = ", ".join(str(i) for i in idx[:8]) + (" …" if len(idx) > 8 else "")
+    return f"{len(idx)} {what} ({shown})"

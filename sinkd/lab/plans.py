@@ -9,8 +9,10 @@ For teacher and student logits :math:`z^t, z^s` (N, C) the batch-wise SinKD cons
 
 and the term is :math:`10^{-3} \langle P_T, D \rangle`. :func:`plan_history` runs
 :func:`sinkd.sinkhorn` once with ``return_log=True`` and derives every curve from the plans
-``result.plan_at(t)`` (evaluated in batches: :meth:`PlanHistory.plans_at`); :func:`class_level`
-is the per-sample C x C view; :func:`lambda_sweep` scans lambda. The batch and its transport
+``result.plan_at(t)`` (evaluated in batches: :meth:`PlanHistory.plans_at`), and from the plans
+after each iteration's row scaling (its potentials ``f_t`` with the previous ``g_{t-1}``: the
+half-steps, :data:`HALVES`); :func:`class_level` is the per-sample C x C view;
+:func:`lambda_sweep` scans lambda. The batch and its transport
 problem come from :mod:`sinkd.lab.batches`; where the kernel solver fails per dtype is
 :mod:`sinkd.lab.plan_numerics`.
 
@@ -40,6 +42,14 @@ PLAN_METHODS = ("kernel", "log")
 LAMBDAS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 LATEST = "latest distillation batch"  # the extra source the distillation page may provide
 SOURCES = (*BATCH_KINDS, LATEST)
+# The distillation page's link adds this query parameter: the page then opens on LATEST.
+LATEST_QUERY = {"batch": "latest"}
+# The two half-steps of an iteration: the plan after its row scaling, then after its column
+# scaling (the end of the iteration, what plan_at(t) gives).
+HALVES = ("rows", "columns")
+# L1 marginal error (rows plus columns, mass 1 per problem) below which a plan counts as
+# converged, per dtype of the page: about the round-off of the sums in that dtype's compute.
+CONVERGED_L1 = {"float64": 1e-9, "float32": 1e-4, "float16": 1e-4}
 
 
 def batch_for(source: str, n: int, n_classes: int, noise: float, seed: int,
@@ -74,6 +84,35 @@ def _entropy(P: np.ndarray) -> float:
     return float(-(q * np.log(q)).sum())
 
 
+def step(t: int, half: str, delta: int, n_iters: int) -> tuple[int, str]:
+    """The half-step ``delta`` half-steps from (t, half), clipped to (1, "rows") ... (T, "columns").
+
+    Half-steps are numbered 1, 2, ..., 2T: (t, "rows") is 2t - 1 and (t, "columns") is 2t, so
+    delta = +-1 moves half an iteration and +-2 a whole one.
+
+    Examples
+    --------
+    >>> step(3, "columns", 1, 20), step(3, "rows", -1, 20), step(1, "rows", -2, 20)
+    ((4, 'rows'), (2, 'columns'), (1, 'rows'))
+    """
+    check_int("n_iters", n_iters, low=1)
+    check_int("t", t, low=1, high=n_iters)
+    check_choice("half", half, HALVES)
+    check_int("delta", delta)
+    k = min(max(2 * t - (half == "rows") + delta, 1), 2 * n_iters)
+    return (k + 1) // 2, HALVES[1 - k % 2]
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Curves over t = 1..T of the plans at one half-step of each iteration."""
+
+    costs: np.ndarray  # (T,) <P, D>
+    row_errors: np.ndarray  # (T,) sum_i |(P 1)_i - 1|
+    col_errors: np.ndarray  # (T,) sum_j |(P^T 1)_j - 1|
+    entropies: np.ndarray  # (T,) entropy of P / sum(P), nats
+
+
 @dataclass(frozen=True, eq=False)
 class PlanHistory:
     """One SinKD solve with its history: everything the page's plan figures show."""
@@ -86,6 +125,7 @@ class PlanHistory:
     row_errors: np.ndarray  # (T,) sum_i |(P_t 1)_i - 1|
     col_errors: np.ndarray  # (T,) sum_j |(P_t^T 1)_j - 1|
     entropies: np.ndarray  # (T,) entropy of P_t / sum(P_t), nats
+    after_rows: Curves  # the same curves for the plans after each iteration's row scaling
     exact_cost: float  # ot.emd2 with unit masses: the lambda -> 0 limit
     independent_cost: float  # <1 1^T / N, D> = N mean(D): the lambda -> infinity limit
     sinkd_value: float  # SCALE * result.cost: the SinKD term
@@ -114,26 +154,65 @@ class PlanHistory:
         curves = (self.costs, self.row_errors, self.col_errors, self.entropies)
         return bool(np.isfinite(self.plan).all() and all(np.isfinite(c).all() for c in curves))
 
-    def plan_at(self, t: int) -> np.ndarray:
-        """(N, N) the plan after iteration t (1 <= t <= n_iters), float64 copy of plan_at(t)."""
-        return self.result.plan_at(t).double().numpy()
+    def curves(self, half: str = "columns") -> Curves:
+        """The curves of the plans after the row scaling (``"rows"``) or after the whole
+        iteration (``"columns"``) of each t."""
+        check_choice("half", half, HALVES)
+        if half == "rows":
+            return self.after_rows
+        return Curves(self.costs, self.row_errors, self.col_errors, self.entropies)
 
-    def plans_at(self, steps: Sequence[int]) -> np.ndarray:
-        """(len(steps), N, N) ``plan_at(t)`` for each t, as one batched evaluation.
+    def gaps(self, half: str = "columns") -> np.ndarray:
+        """(T,) <P, D> - exact OT at each t: >= 0 for any plan with the problem's marginals;
+        an unconverged plan has other marginals, so its gap can be negative."""
+        return self.curves(half).costs - self.exact_cost
 
-        The same formula as :meth:`SinkhornResult.plan_at`, exp((f_t + g_t - C) / reg) in the
-        result's dtype, applied to the stacked potentials: one exp instead of one per frame.
+    def plan_at(self, t: int, half: str = "columns") -> np.ndarray:
+        """(N, N) the plan after iteration t (1 <= t <= n_iters), float64 copy of plan_at(t);
+        ``half="rows"``: the plan after that iteration's row scaling (see :meth:`plans_at`)."""
+        if half == "columns":
+            return self.result.plan_at(t).double().numpy()
+        check_int("t", t, low=1, high=self.n_iters)
+        return _plans_at(self.result, [t], half)[0]
+
+    def plans_at(self, steps: Sequence[int], half: str = "columns") -> np.ndarray:
+        """(len(steps), N, N) the plan at each t of ``steps``, as one batched evaluation.
+
+        The same formula as :meth:`SinkhornResult.plan_at`, exp((f + g - C) / reg) in the
+        result's dtype, applied to the stacked recorded potentials: one exp instead of one per
+        frame. ``half="columns"``: f_t and g_t, the plan after iteration t (``plan_at(t)``).
+        ``half="rows"``: f_t and g_(t-1) (g_0 = 0, the start v = 1), the plan after the row
+        scaling of iteration t, before its column scaling: its rows have the masses exactly.
         """
-        return _plans_at(self.result, steps)
+        return _plans_at(self.result, steps, half)
 
 
-def _plans_at(result: SinkhornResult, steps: Sequence[int]) -> np.ndarray:
+def _plans_at(result: SinkhornResult, steps: Sequence[int], half: str = "columns") -> np.ndarray:
+    check_choice("half", half, HALVES)
     idx = torch.as_tensor(list(steps), dtype=torch.long) - 1
     if idx.numel() and not bool(((idx >= 0) & (idx < result.n_iters)).all()):
         raise ValueError(f"steps must be in [1, {result.n_iters}], got {list(steps)}")
-    f, g = result.f_history[idx], result.g_history[idx]  # (F, N), (F, N)
+    g_all = result.g_history
+    if half == "rows":  # the column potential the row scaling of iteration t saw: g_(t-1)
+        g_all = torch.cat((torch.zeros_like(g_all[:1]), g_all[:-1]))
+    f, g = result.f_history[idx], g_all[idx]  # (F, N), (F, N)
     P = torch.exp((f[..., :, None] + g[..., None, :] - result.cost_matrix) / result.reg)
     return P.double().numpy()  # (F, N, N)
+
+
+def _curves(result: SinkhornResult, D64: np.ndarray, half: str) -> Curves:
+    """The four curves of the plans at one half-step of every iteration."""
+    n_iters = result.n_iters
+    curves = np.empty((4, n_iters))
+    chunk = max(1, 2**18 // D64.size)  # plans per batch: bounded memory at any N and T
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for start in range(0, n_iters, chunk):
+            steps = range(start + 1, min(start + chunk, n_iters) + 1)
+            P = _plans_at(result, steps, half)  # (F, N, N)
+            curves[:, start:start + len(steps)] = (
+                (P * D64).sum((1, 2)), np.abs(P.sum(2) - 1).sum(1), np.abs(P.sum(1) - 1).sum(1),
+                [_entropy(p) if np.isfinite(p).all() else np.nan for p in P])
+    return Curves(*curves)
 
 
 def _check_solve(reg: float, n_iters: int, method: str) -> None:
@@ -186,21 +265,14 @@ def plan_history(teacher_logits: np.ndarray, student_logits: np.ndarray, *, reg:
     result = sinkhorn(problem.mass, problem.mass, problem.cost, float(reg), n_iters=int(n_iters),
                       tol=0, method=method, return_log=True)
     D64 = problem.cost.double().numpy()
-    curves = np.empty((4, n_iters))
-    chunk = max(1, 2**18 // D64.size)  # plans per batch: bounded memory at any N and T
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        for start in range(0, n_iters, chunk):
-            steps = range(start + 1, min(start + chunk, n_iters) + 1)
-            P = _plans_at(result, steps)  # (F, N, N)
-            curves[:, start:start + len(steps)] = (
-                (P * D64).sum((1, 2)), np.abs(P.sum(2) - 1).sum(1), np.abs(P.sum(1) - 1).sum(1),
-                [_entropy(p) if np.isfinite(p).all() else np.nan for p in P])
+    full = _curves(result, D64, "columns")
     exact, independent = _limits(D64)
     return PlanHistory(
         student_probs=problem.student_probs.double().numpy(),
         teacher_probs=problem.teacher_probs.double().numpy(), cost_matrix=D64,
-        result=result, costs=curves[0], row_errors=curves[1], col_errors=curves[2],
-        entropies=curves[3], exact_cost=exact, independent_cost=independent,
+        result=result, costs=full.costs, row_errors=full.row_errors, col_errors=full.col_errors,
+        entropies=full.entropies, after_rows=_curves(result, D64, "rows"),
+        exact_cost=exact, independent_cost=independent,
         sinkd_value=SCALE * float(result.cost),
         reg=float(reg), n_iters=int(n_iters), method=method, dtype=dtype,
         temperature=float(temperature),
@@ -216,6 +288,26 @@ class ClassLevel:
     exact: np.ndarray  # (N,) exact OT under the 0/1 cost: total variation |p_s_i - p_t_i|_1 / 2
     total: float  # sum of costs: the level="class" term before SCALE (unit marginals)
     term: float  # SCALE * total: sinkd_loss(level="class")
+    row_errors: np.ndarray  # (N,) |P_i 1 - p_s_i|_1: the rows' distance to their masses
+    col_errors: np.ndarray  # (N,) |P_i^T 1 - p_t_i|_1
+    n_iters: int
+    tolerance: float  # CONVERGED_L1 of the dtype
+
+    @property
+    def marginal_errors(self) -> np.ndarray:
+        """(N,) L1 error of each sample's rows plus its columns."""
+        return self.row_errors + self.col_errors
+
+    @property
+    def converged(self) -> bool:
+        """Whether every sample's plan has its masses to the dtype's round-off (NaN: no)."""
+        return bool(np.all(self.marginal_errors <= self.tolerance))
+
+    @property
+    def below_exact(self) -> np.ndarray:
+        """Indices of the samples whose cost sits below their exact OT (possible only for a
+        plan without the problem's marginals)."""
+        return np.flatnonzero(self.costs < self.exact)
 
 
 def class_level(history: PlanHistory) -> ClassLevel:
@@ -236,9 +328,12 @@ def class_level(history: PlanHistory) -> ClassLevel:
     res = sinkhorn(p_s, p_t, M, history.reg, n_iters=history.n_iters, tol=0,
                    method=history.method)
     costs = res.cost.double().numpy()
-    return ClassLevel(res.plan.double().numpy(), costs,
-                      0.5 * np.abs(history.student_probs - history.teacher_probs).sum(1),
-                      float(costs.sum()), SCALE * float(costs.sum()))
+    P = res.plan.double().numpy()  # (N, C, C)
+    return ClassLevel(P, costs, 0.5 * np.abs(history.student_probs - history.teacher_probs).sum(1),
+                      float(costs.sum()), SCALE * float(costs.sum()),
+                      row_errors=np.abs(P.sum(2) - p_s.double().numpy()).sum(1),
+                      col_errors=np.abs(P.sum(1) - p_t.double().numpy()).sum(1),
+                      n_iters=history.n_iters, tolerance=CONVERGED_L1[history.dtype])
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,8 @@ def test_menu_links_every_page_once_and_only_pages():
     linked = [link.path for links in shell.NAV.values() for link in links]
     assert sorted(linked) == sorted(script(page) for page in app_pages())
     assert all((ROOT / path).is_file() for path in linked)
-    assert list(shell.PAGES) == ["home", "divergence_lab", "batchwise", "transport", "verify",
-                                 "distill"]
+    assert list(shell.PAGES) == ["home", "lesson", "divergence_lab", "batchwise", "transport",
+                                 "verify", "distill"]
 
 
 @pytest.mark.parametrize("page", app_pages())
@@ -71,3 +71,48 @@ def test_page_starts_with_the_shell(page):
     call = body[0].value
     assert isinstance(call, ast.Call) and ast.unparse(call.func) == "shell.page"
     assert call.args[0].value == page
+
+
+def test_home_links_every_page_and_the_lesson():
+    """The home page's main area links every page of the app but itself, the guided lesson
+    first (its call to action), each card's link being the page's short menu title."""
+    at = open_page(HOME)
+    links = [link.proto for link in at.main.get("page_link")]
+    assert links[0].page == "lesson"
+    assert {link.page for link in links} == set(shell.PAGES) - {HOME}
+    cards = {link.page: link.label.strip("*") for link in links[1:]}
+    assert cards == {name: shell.PAGES[name].title for name in shell.PAGES if name != HOME}
+
+
+def test_home_names_exactly_the_pages_that_have_presets():
+    """The home page's sentence on presets names exactly the pages whose spec has presets
+    (their menu titles), so it stays true when a page gains or loses presets."""
+    from sinkd.distill import RECIPES
+    from sinkd.distill.glue import GLUE_TASKS
+    from sinkd.lab import (
+        batchwise_spec,
+        distill_spec,
+        divergence_lab_spec,
+        transport_spec,
+        verify_spec,
+    )
+
+    specs = {"divergence_lab": divergence_lab_spec.SPEC, "batchwise": batchwise_spec.SPEC,
+             "transport": transport_spec.SPEC, "verify": verify_spec.SPEC,
+             "distill": distill_spec.spec(RECIPES, GLUE_TASKS)}
+    at = open_page(HOME)
+    (line,) = [m.value for m in at.markdown if "have presets" in m.value]
+    named = {name for name, link in shell.PAGES.items() if link.title in line}
+    assert named == {name for name, spec in specs.items() if spec.presets}, line
+
+
+def test_projector_mode_follows_the_user_across_pages():
+    """Projector mode switched on at home stays on when the menu opens another page (a link
+    without a query string): the toggle is on there and projector=1 is back in its URL."""
+    at = open_page(HOME)
+    at.toggle(key="projector_toggle_home").set_value(True).run()
+    at.query_params.clear()  # the menu link to a page carries no query string
+    at.switch_page("pages/lesson.py").run()
+    assert not at.exception
+    assert at.toggle(key="projector_toggle_lesson").value is True
+    assert at.query_params["projector"] == "1"

@@ -34,6 +34,7 @@ from sinkd.lab.divergence_lab_spec import SPEC as LAB
 from sinkd.lab.style import LABELS
 from sinkd.lab.toy import FIT_DIVERGENCES
 from sinkd.lab.transport_spec import SPEC as TRANSPORT
+from sinkd.lab.units import sci
 
 SHOTS = ROOT / "screenshots"
 TIMEOUT_MS = 60_000  # some pages compute for a while on 2 CPU cores
@@ -257,7 +258,7 @@ def test_deep_link_first_request_shows_shell_and_url_state(first_visit: dict[str
     teacher, student = plans.batch_for(v["source"], v["n"], v["c"], v["noise"], v["seed"])
     history = plans.plan_history(teacher, student, reg=v["lam"], n_iters=v["T"],
                                  method=v["method"], dtype=v["dtype"], temperature=v["tau"])
-    assert seen["term"] == f"{history.sinkd_value:.6g}"
+    assert seen["term"] == sci(history.sinkd_value)
 
 
 @pytest.mark.parametrize("page_name", app_pages())
@@ -402,3 +403,164 @@ def test_divergence_lab_first_figure_in_viewport_one_panel_per_divergence(
         assert not console.errors, console.errors
     finally:
         page.close()
+
+
+# --- projector mode and the guided lesson (issue 12) -------------------------------------------
+TEXT_PAGES = {HOME, "lesson"}  # pages of text and links only: no figure to show first
+# The distill page draws figures of runs only: on a fresh machine its first thing is Start.
+RUN_PAGES = {"distill"}
+VIEWPORT = {"width": 1280, "height": 720}
+# Font sizes plotly.js drew in the first figure: tick labels, and the figure's and axes' titles.
+SVG_FONTS = """(chart) => {
+    const px = els => [...els].map(e => parseFloat(getComputedStyle(e).fontSize));
+    return {ticks: px(chart.querySelectorAll('.xtick text, .ytick text')),
+            titles: px(chart.querySelectorAll(
+                'text.gtitle, text.xtitle, text.ytitle, .g-atitle text, .g-btitle text, '
+                + '.g-ctitle text, text.atitle, text.btitle, text.ctitle'))}; }"""
+
+
+def _open(browser: BrowserContext, url: str) -> tuple[Page, Console]:
+    page = browser.new_page()
+    page.set_viewport_size(VIEWPORT)
+    console = Console(page)
+    page.goto(url, timeout=TIMEOUT_MS)
+    _wait_until_idle(page)
+    return page, console
+
+
+@pytest.mark.parametrize("page_name", app_pages())
+def test_projector_mode_first_figure_in_viewport_with_projector_fonts(
+        browser: BrowserContext, app_url: str, page_name: str):
+    """At 1280x720 with projector=1 in the URL, the projector toggle is on and, without
+    scrolling, the page's first figure lies entirely in the viewport, with every tick label
+    drawn at >= 18 px and every figure or axis title at >= 22 px (read from the SVG). Pages of
+    text only (home, lesson) show no figure; the distill page, whose figures are of runs, shows
+    its Start button without scrolling."""
+    page, console = _open(browser, f"{app_url}/{url_path(page_name)}?projector=1")
+    try:
+        toggle = page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(
+            has_text="Projector mode").locator("input")
+        assert toggle.is_checked(), f"{page_name}: projector mode is off"
+        assert "projector=1" in page.url, page.url
+        charts = page.locator('[data-testid="stPlotlyChart"]')
+        if page_name in TEXT_PAGES:
+            assert charts.count() == 0
+            return
+        if page_name in RUN_PAGES:
+            start = page.get_by_role("button", name="Start", exact=True).bounding_box()
+            assert start is not None and 0 <= start["y"] and start["y"] + start["height"] <= 720
+            return
+        assert charts.count(), f"{page_name}: no figure on a fresh visit"
+        scrolled = page.evaluate(
+            """() => document.querySelector('[data-testid="stMain"]')?.scrollTop ?? 0""")
+        assert scrolled == 0
+        box = charts.first.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 720, (
+            f"{page_name}: first figure at y = {box and box['y']:.0f} .. "
+            f"{box and box['y'] + box['height']:.0f}, not inside 0 .. 720")
+        fonts = charts.first.evaluate(SVG_FONTS)
+        # text was read (a simplex's axes have titles and no tick labels), none of it small
+        assert fonts["ticks"] or fonts["titles"], (page_name, fonts)
+        assert all(px >= 18 for px in fonts["ticks"]), (page_name, fonts)
+        assert all(px >= 22 for px in fonts["titles"]), (page_name, fonts)
+        assert not _exceptions(page), _exceptions(page)
+        assert not console.errors, console.errors
+        _screenshot(page, f"projector_{page_name}")
+    finally:
+        page.close()
+
+
+def test_home_links_are_not_cut_off_at_1280(browser: BrowserContext, app_url: str):
+    """At 1280x720 every link of the home page's main area (each page and the lesson) shows its
+    whole label: its text is not clipped (scroll width within client width) and it ends inside
+    the window."""
+    page, console = _open(browser, f"{app_url}/")
+    try:
+        links = page.locator('[data-testid="stMain"] [data-testid="stPageLink"]')
+        assert links.count() == len(shell.PAGES)  # the lesson's call to action, then each page
+        for i in range(links.count()):
+            link = links.nth(i)
+            clipped = link.evaluate(
+                """(l) => [...l.querySelectorAll('*')].some(
+                       e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0
+                            && getComputedStyle(e).overflow !== 'visible')""")
+            box = link.bounding_box()
+            assert not clipped and box["x"] + box["width"] <= 1280, link.inner_text()
+        assert not console.errors, console.errors
+    finally:
+        page.close()
+
+
+def test_lesson_runs_end_to_end(browser: BrowserContext, app_url: str):
+    """From the lesson page, Start opens step 1; Next then opens every step in turn: each on its
+    own page (its title), with lesson=<step> in the URL, the sidebar showing the step, and no
+    exception; Finish on the last step returns to the lesson page."""
+    from sinkd.lab import lesson
+
+    page, console = _open(browser, f"{app_url}/lesson")
+    try:
+        _watch_runs(page)
+        page.get_by_role("button", name="Start the lesson at step 1").click()
+        for number, step in enumerate(lesson.STEPS, 1):
+            title = shell.PAGES[step.page].title
+            page.wait_for_function(
+                "([t, n]) => document.querySelector('h1')?.innerText.startsWith(t) && "
+                "location.search.includes('lesson=' + n)", arg=[title, number],
+                timeout=TIMEOUT_MS)
+            _wait_until_idle(page)
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            assert f"step {number} of {len(lesson.STEPS)}" in sidebar.inner_text()
+            assert not _exceptions(page), (number, _exceptions(page))
+            if number < len(lesson.STEPS):
+                sidebar.get_by_role("button", name="Next ▶").click()
+        page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').filter(
+            has_text="Finish").click()
+        page.wait_for_function(
+            "() => document.querySelector('h1')?.innerText.startsWith('Guided lesson')",
+            timeout=TIMEOUT_MS)
+        assert not console.errors, console.errors
+    finally:
+        page.close()
+
+
+def test_hostile_links_show_no_server_file_and_an_upload_trains_on_its_copy(
+        browser: BrowserContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """On a server of its own (an empty sinkd cache), the link that used to print a server file
+    (/distill?data_source=file&data_file=/etc/passwd) and links with 4,000-character values
+    render the distill page with no exception box and nothing of /etc/passwd anywhere; a CSV
+    uploaded through the page's real uploader is stored under <cache>/uploads by the sha256
+    of its bytes and its rows are counted on the page."""
+    import hashlib
+
+    monkeypatch.setenv("SINKD_CACHE", str(tmp_path / "cache"))  # the server inherits it
+    first_line = Path("/etc/passwd").read_text().splitlines()[0]
+    long = "x" * 4000
+    queries = ["data_source=file&data_file=/etc/passwd",
+               f"data_source=file&data_file={long}&teacher={long}&steps={'9' * 4000}",
+               f"preset={long}&{long}={long}&lr=nan&alpha=-inf"]
+    with _serve(tmp_path / "server.log") as base:
+        page = browser.new_page()
+        try:
+            for query in queries:
+                page.goto(f"{base}/distill?{query}", timeout=TIMEOUT_MS)
+                _wait_until_idle(page)
+                text = page.locator("body").inner_text()
+                assert not _exceptions(page), (query[:40], _exceptions(page))
+                assert "Traceback" not in text and first_line not in text and "root:" not in text
+                assert "data_file" not in page.url and long not in page.url
+            # the first query chose the data set "file": its uploader is on the page
+            page.goto(f"{base}/distill?data_source=file", timeout=TIMEOUT_MS)
+            _wait_until_idle(page)
+            rows = "".join(f"a great film {i},1\na dull film {i},0\n" for i in range(25))
+            data = ("text,label\n" + rows).encode()
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+                {"name": "reviews.csv", "mimeType": "text/csv", "buffer": data})
+            page.get_by_text("reviews.csv: 50 rows, labels ['0', '1'].").wait_for(
+                timeout=TIMEOUT_MS)
+            _wait_until_idle(page)
+            assert not _exceptions(page), _exceptions(page)
+            stored = tmp_path / "cache" / "uploads" / f"{hashlib.sha256(data).hexdigest()[:32]}.csv"
+            assert stored.read_bytes() == data
+            assert "2 run(s)" in page.locator("body").inner_text()
+        finally:
+            page.close()

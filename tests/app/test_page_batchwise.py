@@ -43,17 +43,20 @@ def at() -> AppTest:
 
 
 def test_default_view_shows_the_clouds_first_and_measured_numbers(at):
-    """Default view: no exception; the first preset's question; the first figure has one
-    ternary panel per student; the table is the fit's own metrics, its cloud OT equal to an
-    optimal assignment computed here; the outcome sentences are the fit's."""
+    """Default view: no exception; the first preset's question; the first two figures have one
+    ternary panel per student between them (KL, SinKD alone and the recipe first); the table
+    is the fit's own metrics, its cloud OT equal to an optimal assignment computed here; the
+    outcome sentences are the fit's."""
     ok(at)
     assert at.title[0].value == "What SinKD matches"
     assert SPEC.presets[FIRST].question in text_of(at)
-    first = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert [t["type"] for t in first["data"]] == ["scatterternary"] * (2 * len(STUDENTS))
-    titles = [a["text"] for a in first["layout"]["annotations"]]
+    first, more = (json.loads(at.get("plotly_chart")[i].proto.spec) for i in (0, 1))
+    assert [t["type"] for t in first["data"] + more["data"]] == (
+        ["scatterternary"] * (2 * len(STUDENTS)))
+    titles = [a["text"] for a in first["layout"]["annotations"] + more["layout"]["annotations"]]
     assert [re.sub("<[^>]+>", "", t).split("cloud OT")[0] for t in titles] == [
-        LABELS[s] for s in STUDENTS]
+        LABELS[s] for s in ("kl", "sinkd", "recipe", "rkl", "js", "class_ot")]
+    assert sorted(("kl", "sinkd", "recipe", "rkl", "js", "class_ot")) == sorted(STUDENTS)
     fit = batchwise.fit_view(SPEC.defaults)
     table = at.dataframe[0].value
     assert list(table["student"])[1:-1] == [LABELS[s] for s in STUDENTS]
@@ -117,7 +120,7 @@ def test_every_control_extreme_renders(name, value):
     at = open_page("batchwise", query=query, timeout=180)
     ok(at)
     assert at.session_state[key(name)] == value
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 4  # two cloud figures, metrics, plan
 
 
 def test_bad_state_is_an_error_not_a_traceback():
@@ -141,4 +144,4 @@ def test_robustness_counts_on_a_click():
         found = re.search(re.escape(f"**{LABELS[s]}** {claim.sentence}: held in ") +
                           r"(\d+) of (\d+) runs", text)
         assert found and int(found[2]) == 48 and int(found[1]) > 24, s
-    assert len(at.get("plotly_chart")) == 4
+    assert len(at.get("plotly_chart")) == 5  # and the counts

@@ -255,3 +255,84 @@ def test_link_values_take_precedence_over_the_preset():
     """A link with explicit values keeps them rather than the preset's."""
     at = lab({"preset": "Large", "n": "9"}, presets=PRESETS)
     assert at.session_state["lab_n"] == 9 and at.session_state["lab_reg"] == DEFAULTS["reg"]
+
+
+def projector_page(root):
+    """The shared sidebar and one figure with a title, axis titles and a 3 px line."""
+    import sys
+
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import plotly.graph_objects as go
+
+    from shell import show_figure, sidebar_controls
+
+    sidebar_controls()
+    show_figure(go.Figure(go.Scatter(y=[1.0, 0.5, 0.25], line=dict(width=3)),
+                          layout=dict(title="errors", xaxis_title="t", yaxis_title="error")),
+                "errors")
+
+
+def _chart(at: AppTest) -> dict:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+def test_projector_toggle_restyles_figures_and_lives_in_the_url():
+    """The sidebar's projector toggle starts off; on, it writes projector=1 into the URL and the
+    figure reaches the browser restyled (ticks >= 18 px, titles >= 22 px, the 3 px line 4.5 px);
+    a copied link with projector=1 opens in projector mode; off again, the URL drops it and the
+    figure is the library's own."""
+    from sinkd.lab.style import PROJECTOR_FONT, PROJECTOR_TITLE
+
+    at = AppTest.from_function(projector_page, args=(str(ROOT),), default_timeout=30).run()
+    assert at.sidebar.toggle(key="projector_toggle").value is False
+    assert "projector" not in at.query_params
+    plain = _chart(at)
+    assert plain["data"][0]["line"]["width"] == 3 and "tickfont" not in plain["layout"]["xaxis"]
+    at.sidebar.toggle(key="projector_toggle").set_value(True).run()
+    assert not at.exception and at.query_params["projector"] == "1"
+    spec = _chart(at)
+    lay = spec["layout"]
+    assert lay["font"]["size"] >= PROJECTOR_FONT and spec["data"][0]["line"]["width"] == 4.5
+    for axis in ("xaxis", "yaxis"):
+        assert lay[axis]["tickfont"]["size"] >= PROJECTOR_FONT
+        assert lay[axis]["title"]["font"]["size"] >= PROJECTOR_TITLE
+    assert lay["title"]["font"]["size"] >= PROJECTOR_TITLE
+
+    copied = AppTest.from_function(projector_page, args=(str(ROOT),), default_timeout=30)
+    copied.query_params["projector"] = "1"
+    copied.run()
+    assert copied.sidebar.toggle(key="projector_toggle").value is True
+    assert _chart(copied)["data"][0]["line"]["width"] == 4.5
+    copied.sidebar.toggle(key="projector_toggle").set_value(False).run()
+    assert "projector" not in copied.query_params
+    assert _chart(copied)["data"][0]["line"]["width"] == 3
+
+
+def test_sync_url_keeps_the_shell_values_beside_the_page_values():
+    """The lesson step and projector mode, values of the shell and not of the page, stay in the
+    URL when the page writes its own values into it."""
+    at = lab({"lesson": "3", "projector": "1", "n": "9"})
+    assert not at.exception and not at.warning
+    assert dict(at.query_params) == {"n": "9", "reg": "0.1", "method": "log", "show": "True",
+                                     "lesson": "3", "projector": "1"}
+
+
+def test_no_page_value_is_named_like_a_shell_value():
+    """No page's spec has a value named like a value the shell keeps in the URL (the lesson
+    step, projector mode) or the preset: a link's parameters cannot be ambiguous."""
+    import shell
+    from sinkd.distill import RECIPES
+    from sinkd.distill.glue import GLUE_TASKS
+    from sinkd.lab import (
+        batchwise_spec,
+        distill_spec,
+        divergence_lab_spec,
+        transport_spec,
+        verify_spec,
+    )
+
+    specs = [batchwise_spec.SPEC, divergence_lab_spec.SPEC, transport_spec.SPEC,
+             verify_spec.SPEC, distill_spec.spec(RECIPES, GLUE_TASKS)]
+    for spec in specs:
+        assert not set(spec.defaults) & {*shell.SHELL_PARAMS, "preset"}

@@ -11,13 +11,13 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_help_lists_subcommands():
-    """--help exits 0 and names verify, toy, distill and compare; bench is `python -m bench`,
+    """--help exits 0 and names verify, toy, distill, compare and clean; bench is `python -m bench`,
     not a subcommand of the installed package."""
     out = _run("--help")
     assert out.returncode == 0
     listed = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ")
               and not line.startswith("     ")]
-    assert listed == ["verify", "toy", "distill", "compare"]
+    assert listed == ["verify", "toy", "distill", "compare", "clean"]
 
 
 def test_unknown_subcommand_fails_with_usage():
@@ -31,7 +31,8 @@ def test_unknown_subcommand_fails_with_usage():
 
 
 def test_verify_quick_agrees_with_pot(tmp_path):
-    """`verify --quick` compares with POT, exits 0, and its JSON report has only passed checks."""
+    """`verify --quick` compares with POT, exits 0, and its JSON report has only passed checks,
+    each with a nonzero relative tolerance of at most 1e-2 and its error / tolerance ratio."""
     report_file = tmp_path / "report.json"
     out = _run("verify", "--quick", "--no-progress", "--json", str(report_file))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -39,6 +40,9 @@ def test_verify_quick_agrees_with_pot(tmp_path):
     assert report["passed"] is True
     assert len(report["checks"]) > 50
     assert all(c["passed"] and c["error"] <= c["tolerance"] for c in report["checks"])
+    assert all(0 < c["tolerance"] <= 1e-2 for c in report["checks"])
+    assert all(c["ratio"] == c["error"] / c["tolerance"] for c in report["checks"])
+    assert any("ot.emd2" in c["name"] for c in report["checks"])
     names = {c["name"] for c in report["checks"]}
     assert any("ot.sinkhorn" in n for n in names) and any("POT torch" in n for n in names)
 

@@ -288,6 +288,38 @@ def test_extreme_reg_and_cost_stay_finite(inputs, dtype, reg, scale):
         assert np.abs(P - logsumexp_sinkhorn(a, b, C, reg, 200)).max() <= 1e-8
 
 
+@pytest.mark.parametrize("method", ["log", "auto"])
+@pytest.mark.parametrize("inputs", ["numpy", "torch"])
+def test_float32_costs_near_the_dtype_limit_give_the_scaled_problems_plan(inputs, method):
+    """The plan depends on C / reg only: a float32 cost s * M with s = 1e38 (C / reg overflows
+    float32) at reg = s * 0.1 gives POT's float64 plan of M at reg 0.1 (to float32 rounding,
+    1e-6), returned in float32; a constant float32 cost of 1e38 at reg 0.1 gives the closed
+    form a b^T / sum(a)."""
+    a, b, M = problem(3, 5, 6, "unit")
+    s = 1e38
+    C = (s * M).astype(np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.float32(C.max()) / np.float32(0.1))  # overflows in float32
+    given = (a.astype(np.float32), b.astype(np.float32), C)
+    if inputs == "torch":
+        given = tuple(torch.from_numpy(x) for x in given)
+    res = _solve(*given, s * 0.1, method=method, n_iters=500, tol=0)
+    assert res.plan.dtype in (np.float32, torch.float32)
+    assert np.abs(_np(res.plan) - pot_plan(a, b, C.astype(np.float64) / s, 0.1, 500)).max() <= 1e-6
+    flat = np.full_like(C, 1e38)  # a constant cost: the plan is a b^T / sum(a) at any reg
+    given = (*given[:2], torch.from_numpy(flat) if inputs == "torch" else flat)
+    P = _np(_solve(*given, 0.1, method=method, n_iters=20, tol=0).plan)
+    assert np.abs(P - np.outer(a, b) / a.sum()).max() <= 1e-6
+
+
+def test_a_cost_beyond_float64s_log_range_is_refused_with_the_range():
+    """A float64 cost of 1e308 at reg 0.1 cannot be iterated in any dtype: ValueError giving
+    the largest |cost| allowed for that reg."""
+    with pytest.raises(ValueError, match=r"^cost must have max \|cost\| <= 5\.99e\+306 for "
+                                         r"reg = 0\.1 .* got max \|cost\| = 1e\+308"):
+        sinkhorn(None, None, np.full((2, 2), 1e308), 0.1, method="log")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_extreme_problems_that_converge_meet_their_marginals(dtype):
     """max C / reg = 1e4 (about 5000 iterations) and a diagonal-dominant cost of 1e3 at reg
@@ -351,6 +383,8 @@ BAD = {
                                           r"of cost \(4, 3\), got \(5,\)"),
     "b shape": (_with(b=np.full(4, 0.25)), r"^b must have shape \(\.\.\., 3\)"),
     "a scalar": (_with(a=1.0), r"^a must have shape"),
+    "cost None": (_with(cost=None),
+                  r"^cost must be a tensor or an array of shape \(\.\.\., n, m\), got None"),
     "cost 1-D": (_with(a=None, b=None, cost=np.ones(3)),
                  r"^cost must have shape \(\.\.\., n, m\) with n, m >= 1, got \(3,\)"),
     "cost empty": (_with(a=None, b=None, cost=np.ones((0, 3))), r"^cost must have shape"),

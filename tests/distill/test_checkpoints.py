@@ -67,10 +67,10 @@ def test_resume_refuses_what_it_cannot_continue(tiny, tmp_path):
     out = tmp_path / "r.json"
     cfg = tiny_config(tiny, recipe="ce", out=str(out), steps=3)
     train(cfg)
-    with pytest.raises(ValueError, match="resume_from must be a stopped run's record"):
+    with pytest.raises(ValueError, match="resume_from must be a stopped or crashed run's record"):
         train(cfg, resume_from=out)
     on_step, should_stop = _stop_after(1)
-    train(cfg, on_step=on_step, should_stop=should_stop)
+    train(cfg, on_step=on_step, should_stop=should_stop, overwrite=True)
     with pytest.raises(ValueError, match=r"differs in lr: 5e-05 -> 0\.001"):
         train(dataclasses.replace(cfg, lr=1e-3), resume_from=out)
     # device and out may change: a copy of the record elsewhere resumes into its own file

@@ -48,7 +48,7 @@ BAD_VALUES = {
     "recipe": "mse", "alpha": 1.5, "beta": -0.1, "kd_temperature": 0.0,
     "anneal_temperature": "yes", "reg": -1.0, "n_iters": 0, "sinkhorn_temperature": math.inf,
     "steps": 0, "batch_size": 2.5, "lr": 0.0, "weight_decay": 2.0, "warmup_fraction": -0.5,
-    "eval_every": 0, "seed": -1, "device": "tpu", "out": "",
+    "eval_every": 0, "checkpoint_every": 0, "seed": -1, "device": "tpu", "out": "",
 }
 
 
@@ -372,7 +372,7 @@ def test_end_to_end_minilm_rotten_tomatoes(tmp_path):
     assert saved["teacher"]["from_cache"] is False and len(saved["metrics"]) == 3
     phases.clear()
     t0 = time.perf_counter()
-    second = train(cfg, on_progress=lambda e: phases.append(e["phase"]))
+    second = train(cfg, on_progress=lambda e: phases.append(e["phase"]), overwrite=True)
     t_second = time.perf_counter() - t0
     assert phases == ["cache"] and second.teacher["from_cache"] is True
     assert load_record(cfg.out).teacher["from_cache"] is True
@@ -418,11 +418,11 @@ def test_distill_help_lists_flags():
 
 
 def test_add_subcommands_plugs_into_the_sinkd_parser():
-    """`python -m sinkd`'s parser has exactly verify, toy, distill and compare (benchmarks are
-    `python -m bench`, outside the package)."""
+    """`python -m sinkd`'s parser has exactly verify, toy, distill, compare and clean
+    (benchmarks are `python -m bench`, outside the package)."""
     parser = build_parser()
     sub = parser._subparsers._group_actions[0]
-    assert set(sub.choices) == {"verify", "toy", "distill", "compare"}
+    assert set(sub.choices) == {"verify", "toy", "distill", "compare", "clean"}
     args = parser.parse_args(["distill", "--recipe", "kd", "sinkd", "--seed", "0", "2"])
     assert args.run is run_distill and args.recipe == ["kd", "sinkd"] and args.seed == [0, 2]
     assert parser.parse_args(["compare", "a.json"]).records == ["a.json"]

@@ -6,14 +6,17 @@ test_distill.py, so a whole run takes about a second on the CPU.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sinkd.distill import jobs as distill_jobs
+from sinkd.distill import sessions
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.records import RunRecord, compare, load_record, save_record
 from sinkd.lab import distill_figures
@@ -47,7 +50,8 @@ def test_make_configs_rejects_bad_input(tmp_path, recipes, seeds, word):
 
 
 def test_job_runs_queue_to_done_and_records_are_found_again(tiny, tmp_path):
-    """A two-run queue finishes in order, streams every step, and its records reload from disk."""
+    """A two-run queue finishes in order, streams every step, and its records reload from disk;
+    the same settings started again write new records beside them (never over them)."""
     configs = distill_jobs.make_configs(base(tiny, tmp_path), ["ce", "sinkd"], [0])
     job = distill_jobs.Job(configs).start()
     assert job.wait(120)
@@ -66,6 +70,14 @@ def test_job_runs_queue_to_done_and_records_are_found_again(tiny, tmp_path):
     table = compare([r for _, r in found])
     assert sorted(table["recipe"]) == ["ce", "sinkd", "teacher"]  # one teacher, shared
     assert list(table["seeds"]) == [1, 1, 1]
+    first = {c.out: Path(c.out).read_bytes() for c in configs}
+    again = distill_jobs.make_configs(base(tiny, tmp_path), ["ce", "sinkd"], [0])
+    assert [Path(c.out).name for c in again] == [
+        Path(c.out).name.replace(".json", "-2.json") for c in configs]
+    rerun = distill_jobs.Job(again).start()
+    assert rerun.wait(120) and [r["status"] for r in rerun.snapshot()] == ["done", "done"]
+    assert {p: Path(p).read_bytes() for p in first} == first
+    assert all(load_record(c.out).status == "finished" for c in again)
 
 
 def test_stop_ends_current_run_with_valid_record_and_skips_queue(tiny, tmp_path):
@@ -161,5 +173,120 @@ def test_compare_figure_keeps_experiments_with_other_settings_apart():
                       results={"test": t, "best_dev": t, "final_dev": t})
             for lr, t in ((1e-4, 0.6), (3e-4, 0.7))]
     fig = distill_figures.compare_figure(compare(recs), "test")
-    assert list(fig.data[0].x) == ["ce (5 steps, n=1, lr=0.0001)", "ce (5 steps, n=1, lr=0.0003)"]
+    assert list(fig.data[0].x) == ["ce<br>lr=0.0001", "ce<br>lr=0.0003"]
     assert list(fig.data[0].y) == [60.0, 70.0]
+
+
+# ----------------------------------------------------------------- the app server's job board
+def _long(tiny, tmp_path, recipe: str = "ce"):
+    """A run that would take minutes (3000 steps): it runs until stopped."""
+    return distill_jobs.make_configs(base(tiny, tmp_path, steps=3000, eval_every=3000),
+                                     [recipe], [0])
+
+
+def _first_step(job) -> None:
+    while not job.snapshot()[0]["steps"] and job.alive:
+        time.sleep(0.01)
+
+
+def test_board_bounds_running_jobs_and_only_the_owner_stops_one(tiny, tmp_path):
+    """With one slot: the owner's job runs; another owner's start is refused as busy (naming
+    the slots), its stop does nothing and the job goes on; the owner cannot start a second job
+    while its first runs; once the owner stops it, the other owner may start."""
+    board = sessions.JobBoard(max_jobs=1)
+    job = board.start("alice", _long(tiny, tmp_path))
+    _first_step(job)
+    with pytest.raises(sessions.BusyError, match=r"the machine is busy: 1 of its 1 job slot"):
+        board.start("bob", _long(tiny, tmp_path, "kd"))
+    assert board.stop("bob") is False and board.job("bob") is None
+    with pytest.raises(sessions.BusyError, match="this session's job is still running"):
+        board.start("alice", _long(tiny, tmp_path, "kd"))
+    steps = len(job.snapshot()[0]["steps"])
+    time.sleep(0.5)
+    assert job.alive and not job.stopping and len(job.snapshot()[0]["steps"]) > steps
+    assert board.full and board.running() == 1
+    assert board.stop("alice") is True and job.wait(120)
+    assert job.snapshot()[0]["status"] == "stopped" and not board.full
+    bobs = board.start("bob", [dataclasses.replace(c, steps=2)
+                               for c in _long(tiny, tmp_path / "bob")])
+    assert bobs.wait(120) and bobs.snapshot()[0]["status"] == "done"
+
+
+def test_board_lists_every_running_job_without_owner_ids(tiny, tmp_path):
+    """jobs(owner) lists the runs of every running job (yours or not) and the owner's own ended
+    job, with recipe, seed, status and steps; no row holds an owner's id. A stopped job's row
+    reports the steps its record on disk holds."""
+    board = sessions.JobBoard(max_jobs=2)
+    mine = board.start("secret-alice", _long(tiny, tmp_path / "a"))
+    theirs = board.start("secret-bob", _long(tiny, tmp_path / "b", "kd"))
+    _first_step(mine)
+    _first_step(theirs)
+    rows = board.jobs("secret-alice")
+    assert [(r["yours"], r["recipe"], r["seed"], r["status"], r["total"]) for r in rows] == [
+        (True, "ce", 0, "running", 3000), (False, "kd", 0, "running", 3000)]
+    assert all(1 <= r["step"] < 3000 for r in rows)
+    assert "secret" not in json.dumps(rows)
+    assert board.stop("secret-alice") and mine.wait(120)
+    record = load_record(mine.snapshot()[0]["path"])
+    assert [r["recipe"] for r in board.jobs("secret-bob")] == ["kd"]  # alice's ended job: gone
+    (own, _) = board.jobs("secret-alice")
+    assert (own["status"], own["step"]) == ("stopped", len(record.metrics))
+    assert board.stop_all(120) and board.running() == 0
+
+
+def test_board_lets_only_the_owner_resume_its_stopped_runs(tiny, tmp_path):
+    """A stopped run's record may be resumed by the owner whose job wrote it: another owner
+    gets PermissionError naming the record; the owner's resume continues past the stop."""
+    board = sessions.JobBoard()
+    job = board.start("alice", _long(tiny, tmp_path))
+    _first_step(job)
+    board.stop("alice")
+    assert job.wait(120)
+    path = job.snapshot()[0]["path"]
+    done = len(load_record(path).metrics)
+    assert board.owns("alice", path) and not board.owns("bob", path)
+    configs = distill_jobs.resume_configs([path])
+    with pytest.raises(PermissionError, match=r"did not start: \['ce-seed0-"):
+        board.start("bob", configs, resume_from=[path])
+    resumed = board.start("alice", configs, resume_from=[path])
+    while len(resumed.snapshot()[0]["steps"]) < 2 and resumed.alive:
+        time.sleep(0.01)
+    board.stop("alice")
+    assert resumed.wait(120)
+    again = load_record(path)
+    assert again.resumed_at == [done] and len(again.metrics) > done
+
+
+def test_board_checks_its_arguments_and_forgets_old_finished_jobs():
+    """An empty or non-string owner and max_jobs outside [1, 64] are ValueErrors naming the
+    argument; beyond MAX_KEPT owners the oldest finished job is forgotten (records stay)."""
+    with pytest.raises(ValueError, match="max_jobs must be an integer in"):
+        sessions.JobBoard(max_jobs=0)
+    board = sessions.JobBoard()
+    for owner in ("", "  ", None, 3):
+        with pytest.raises(ValueError, match="owner must be a non-empty string"):
+            board.start(owner, [DistillConfig(steps=0)])
+    for k in range(sessions.MAX_KEPT + 1):
+        assert board.start(f"owner{k}", [DistillConfig(steps=0)]).wait(60)  # fails at once
+    assert board.job("owner0") is None and board.job("owner1") is not None
+    assert board.job(f"owner{sessions.MAX_KEPT}").snapshot()[0]["status"] == "failed"
+
+
+def test_store_upload_names_the_file_by_its_bytes_only(tmp_path):
+    """The stored path is <folder>/<first 32 hex of sha256(bytes)><.csv|.tsv>: the upload's
+    name gives only the (lower-cased) suffix, so '../' in it leads nowhere; equal bytes reuse
+    the file untouched; empty data, data over the cap and other suffixes are ValueErrors."""
+    data = b"text\tlabel\ngood\t1\n"
+    path = sessions.store_upload(data, "../../etc/passwd.TSV", tmp_path)
+    assert path == tmp_path / f"{hashlib.sha256(data).hexdigest()[:32]}.tsv"
+    assert path.read_bytes() == data and [p.name for p in tmp_path.iterdir()] == [path.name]
+    mtime = path.stat().st_mtime_ns
+    assert sessions.store_upload(data, "other.tsv", tmp_path) == path
+    assert path.stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match=r"name's suffix must be one of \('.csv', '.tsv'\)"):
+        sessions.store_upload(data, "passwd", tmp_path)
+    with pytest.raises(ValueError, match="non-empty bytes"):
+        sessions.store_upload(b"", "a.csv", tmp_path)
+    with pytest.raises(ValueError, match="the limit is 20 MB"):
+        sessions.store_upload(b"x" * (sessions.MAX_UPLOAD_BYTES + 1), "a.csv", tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1

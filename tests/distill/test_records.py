@@ -212,8 +212,8 @@ def test_compare_frame_is_a_dataframe_with_documented_columns():
     """compare returns a pandas DataFrame with the documented columns, in order."""
     df = compare([_record("js", 0, 0.5)])
     assert isinstance(df, pd.DataFrame)
-    assert list(df.columns) == ["recipe", "steps", "settings", "seeds", "stopped", "test_mean",
-                                "test_std",
+    assert list(df.columns) == ["recipe", "steps", "settings", "seeds", "stopped", "crashed",
+                                "running", "test_mean", "test_std",
                                 "best_dev_mean", "best_dev_std", "final_dev_mean",
                                 "final_dev_std", "grad_share_ce", "grad_share_kd",
                                 "grad_share_sinkhorn"]

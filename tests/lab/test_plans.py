@@ -272,41 +272,215 @@ def test_lambda_sweep_cost_decreases_towards_exact_ot():
 # ----------------------------------------------------------------------------------------------
 # figures
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("n_iters", [1, 60, 61, 500])
-def test_frame_steps(n_iters):
-    """At most 60 frames, increasing, always t = 1 and t = T; every t when T <= 60."""
-    steps = figs.frame_steps(n_iters)
-    assert steps[0] == 1 and steps[-1] == n_iters and len(steps) <= 60
-    assert all(a < b for a, b in zip(steps, steps[1:], strict=False))
-    if n_iters <= 60:
-        assert steps == list(range(1, n_iters + 1))
+def _numpy_half_steps(D: np.ndarray, reg: float, n_iters: int) -> tuple[list, list]:
+    """The reference iteration literally, keeping the plan after each row scaling and after
+    each column scaling (float64 numpy, unit masses)."""
+    P, rows, cols = np.exp(-D / reg), [], []
+    for _ in range(n_iters):
+        P = P / P.sum(1, keepdims=True)
+        rows.append(P)
+        P = P / P.sum(0, keepdims=True)
+        cols.append(P)
+    return rows, cols
 
 
-def test_plan_figure_frames_are_plan_at(history):
-    """One frame per chosen t; heatmap z = plan_at(t) (float32), bars = its sums; starts at T."""
-    fig = figs.plan_figure(history, max_frames=12, badge="⚠ test")
-    steps = figs.frame_steps(history.n_iters, 12)
-    assert [f.name for f in fig.frames] == [str(t) for t in steps]
-    assert len(fig.layout.sliders[0].steps) == len(steps)
-    for frame, t in zip(fig.frames, steps, strict=True):
-        P = history.plan_at(t)
-        np.testing.assert_array_equal(frame.data[0].z, P.astype(np.float32))
-        np.testing.assert_allclose(frame.data[1].y, P.sum(0), rtol=1e-14)
-        np.testing.assert_allclose(frame.data[2].x, P.sum(1), rtol=1e-14)
-    last = history.plan_at(history.n_iters).astype(np.float32)
-    np.testing.assert_array_equal(fig.data[0].z, last)
+def _pot_rows_plan(D: np.ndarray, reg: float, t: int) -> np.ndarray:
+    """POT's column-first Sinkhorn (columns, then rows, per iteration) started from one row
+    scaling of K = exp(-D/reg): after t - 1 of its iterations its plan is our plan after the
+    row scaling of iteration t (its last update is a row scaling)."""
+    ones = np.ones(len(D))
+    u0 = ones / np.exp(-D / reg).sum(1)  # the first row scaling, v = 1
+    return ot.sinkhorn(ones, ones, D, reg, numItermax=t - 1, stopThr=0, warn=False,
+                       warmstart=(np.log(u0), np.zeros(len(D))))
+
+
+@pytest.mark.parametrize("method", ["kernel", "log"])
+@pytest.mark.parametrize("reg", [0.1, 0.02])
+def test_half_steps_rows_then_columns_exact(method, reg):
+    """After the row scaling of every t the rows sum to 1 to 1e-12 (float64), after the column
+    scaling the columns do; the half-step curves restate the same sums."""
+    teacher, student = _batch()
+    h = plans.plan_history(teacher, student, reg=reg, n_iters=30, method=method)
+    steps = range(1, 31)
+    rows, cols = h.plans_at(steps, "rows"), h.plans_at(steps, "columns")
+    assert np.abs(rows.sum(2) - 1).max() < 1e-12
+    assert np.abs(cols.sum(1) - 1).max() < 1e-12
+    assert np.abs(rows.sum(1) - 1).max() > 1e-3  # the other sums do move: not a trivial law
+    np.testing.assert_allclose(h.after_rows.col_errors, np.abs(rows.sum(1) - 1).sum(1),
+                               rtol=1e-12, atol=0)
+    assert h.after_rows.row_errors.max() < 1e-12 and h.col_errors.max() < 1e-12
+
+
+@pytest.mark.parametrize("method", ["kernel", "log"])
+def test_half_step_plans_equal_numpy_loop_and_pot(method):
+    """The plan after each row scaling and after each column scaling equals the literal numpy
+    loop's at the same step, and POT's (column-first from one row scaling; transposed)."""
+    teacher, student = _batch()
+    D = _cost(teacher, student)
+    h = plans.plan_history(teacher, student, reg=0.1, n_iters=25, method=method)
+    rows, cols = _numpy_half_steps(D, 0.1, 25)
+    for t in (1, 2, 3, 10, 25):
+        np.testing.assert_allclose(h.plan_at(t, "rows"), rows[t - 1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(h.plan_at(t, "columns"), cols[t - 1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(h.plan_at(t, "rows"), _pot_rows_plan(D, 0.1, t), rtol=0,
+                                   atol=1e-12)
+        np.testing.assert_allclose(h.plan_at(t, "columns"), _pot_plan(D, 0.1, t), rtol=0,
+                                   atol=1e-12)
+        assert h.after_rows.costs[t - 1] == pytest.approx((rows[t - 1] * D).sum(), rel=1e-12)
+        assert h.after_rows.entropies[t - 1] == pytest.approx(entropy(rows[t - 1].ravel()),
+                                                              rel=1e-12)
+
+
+def test_gap_to_exact_ot_nonnegative_once_converged():
+    """A converged plan is feasible, so <P, D> - ot.emd2 >= 0; gaps() is <P_t, D> - emd2."""
+    teacher, student = _batch(n=10)
+    D = _cost(teacher, student)
+    exact = ot.emd2(np.ones(10), np.ones(10), D)
+    for reg in (0.1, 0.2, 1.0):
+        h = plans.plan_history(teacher, student, reg=reg, n_iters=2000, method="log")
+        assert float(h.result.marginal_error) < 1e-9
+        np.testing.assert_allclose(h.gaps(), h.costs - exact, rtol=0, atol=1e-12)
+        assert h.gaps()[-1] >= 0
+        assert h.gaps("rows")[-1] >= -1e-12
+
+
+def test_step_walks_half_steps_in_order():
+    """+1 visits (1, rows), (1, columns), (2, rows), ... (T, columns); +-2 a whole iteration;
+    the ends clip."""
+    walk, here = [], (1, "rows")
+    for _ in range(7):
+        walk.append(here)
+        here = plans.step(*here, 1, 3)
+    assert walk == [(1, "rows"), (1, "columns"), (2, "rows"), (2, "columns"), (3, "rows"),
+                    (3, "columns"), (3, "columns")]
+    assert plans.step(2, "rows", -2, 3) == (1, "rows")
+    assert plans.step(2, "columns", 2, 3) == (3, "columns")
+    assert plans.step(1, "columns", -5, 3) == (1, "rows")
+    with pytest.raises(ValueError, match="half"):
+        plans.step(1, "diagonal", 1, 3)
+    with pytest.raises(ValueError, match="t must be"):
+        plans.step(4, "rows", 1, 3)
+
+
+# the issue's case: the page's defaults (aligned, N = 16, C = 3, lambda = 0.1, T = 20)
+def _issue_level():
+    teacher, student = _batch(n=16)
+    h = plans.plan_history(teacher, student, reg=0.1, n_iters=20)
+    return h, plans.class_level(h)
+
+
+def test_unconverged_class_level_is_flagged_with_its_error_and_reason():
+    """After T = 20 the class plans miss their masses (rows off by ~0.12 in L1, recomputed
+    from the plans), cost below exact OT (TV, by ot.emd2), and the note says so; converged
+    settings give no note and costs >= exact OT."""
+    h, level = _issue_level()
+    M = 1.0 - np.eye(3)
+    rows = np.abs(level.plans.sum(2) - h.student_probs).sum(1)
+    np.testing.assert_allclose(level.row_errors, rows, rtol=1e-12, atol=1e-15)
+    assert 0.1 < rows.max() < 0.15 and not level.converged
+    emd = np.array([ot.emd2(h.student_probs[i], h.teacher_probs[i], M) for i in range(16)])
+    assert list(level.below_exact) == list(np.flatnonzero(level.costs < emd - 1e-12))
+    assert level.costs[0] == pytest.approx(0.01528, abs=1e-5) and emd[0] == pytest.approx(
+        0.07645, abs=1e-5)
+    note = figs.class_level_note(level, 0.1)
+    assert f"{rows.max():.2e}" in note and "not feasible" in note
+    assert f"{len(level.below_exact)} of 16 samples cost less than their exact OT" in note
+    assert "not converged" in figs.class_plan_figure(level, 0).layout.title.text
+    teacher, student = _batch(n=16)
+    ok = plans.class_level(plans.plan_history(teacher, student, reg=0.5, n_iters=200))
+    assert ok.converged and figs.class_level_note(ok, 0.5) is None
+    assert np.all(ok.costs >= emd - 1e-12)  # same batch and tau: the same exact OT
+    assert "not converged" not in figs.class_plan_figure(ok, 0).layout.title.text
+
+
+@pytest.mark.parametrize("half", ["rows", "columns"])
+def test_plan_figure_is_the_half_step_plan(history, half):
+    """Heatmap z = plan_at(t, half) (float32), bars = its sums; both bar axes cover the
+    largest sum and 1; the title names the half-step."""
+    fig = figs.plan_figure(history, 1, half, badge="⚠ test")
+    P = history.plan_at(1, half)
+    np.testing.assert_array_equal(fig.data[0].z, P.astype(np.float32))
+    np.testing.assert_allclose(fig.data[1].y, P.sum(0), rtol=1e-14)
+    np.testing.assert_allclose(fig.data[2].x, P.sum(1), rtol=1e-14)
+    assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] >= max(P.sum(0).max(), 1)
+    assert fig.layout.xaxis3.range[0] == 0 and fig.layout.xaxis3.range[1] >= max(P.sum(1).max(),
+                                                                                 1)
+    assert max(P.sum(1).max(), P.sum(0).max()) > 1.05  # t = 1: the issue's clipped bars
+    assert figs.HALF_TEXT[half] in fig.layout.title.text
     assert fig.layout.annotations[0].text == "⚠ test"
+    default = figs.plan_figure(history)  # t = T, after the column scaling
+    np.testing.assert_array_equal(default.data[0].z, history.plan.astype(np.float32))
 
 
-def test_convergence_figure_curves(history):
-    """The convergence panels plot the history's curves and the two reference values."""
+@pytest.mark.parametrize("n", [1, 2, 5, 64])
+def test_plan_figure_sample_ticks_are_integers(n):
+    """The sample axes tick at integers only (N = 2 gave 0.5 steps), at most 16 of them."""
+    h = plans.plan_history(*_batch(n=n), reg=0.1, n_iters=3)
+    fig = figs.plan_figure(h)
+    for axis in (fig.layout.xaxis2, fig.layout.yaxis2):
+        assert axis.tickmode == "array" and 1 <= len(axis.tickvals) <= 16
+        assert all(isinstance(v, int) and 0 <= v < n for v in axis.tickvals)
+    ticks = list(fig.layout.xaxis2.tickvals)
+    assert ticks[0] == 0 and len(set(np.diff(ticks))) <= 1  # evenly spaced from 0
+    if n <= 16:
+        assert ticks == list(range(n))  # every sample labelled
+
+
+@pytest.mark.parametrize(("t", "half", "x"), [(7, "columns", 7.0), (7, "rows", 6.5),
+                                              (1, "rows", 0.5), (None, "columns", 40.0)])
+def test_convergence_figure_marks_the_step_on_every_panel(history, t, half, x):
+    """Each panel has a marker at the half-step (x = t, or t - 1/2 after the row scaling) with
+    that plan's value, and a vertical line there; errors and gap on log axes."""
+    fig = figs.convergence_figure(history, t, half)
+    marks = {tr.xaxis: tr for tr in fig.data if tr.legendgroup == "now"}
+    assert set(marks) == {"x", "x2", "x3"} and all(tr.x == (x,) for tr in marks.values())
+    tt = history.n_iters if t is None else t
+    P = history.plan_at(tt, half)
+    D = history.cost_matrix
+    sums = P.sum(1) if half == "columns" else P.sum(0)  # the sums not exact at that half-step
+    assert marks["x"].y[0] == pytest.approx(np.abs(sums - 1).sum(), rel=1e-9)
+    assert marks["x2"].y[0] == pytest.approx(abs((P * D).sum() - history.exact_cost), rel=1e-9)
+    assert marks["x3"].y[0] == pytest.approx(entropy(P.ravel()), rel=1e-12)
+    assert sorted(s.x0 for s in fig.layout.shapes) == [x, x, x]
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
+
+
+def test_convergence_figure_gap_and_fitted_entropy_axis(history):
+    """Panel 2 is |<P, D> - emd2| at every half-step (above: line, below: markers); panel 3's
+    axis spans the entropy curve, not the independent coupling's 2 log N."""
     fig = figs.convergence_figure(history)
-    by_name = {tr.name: tr for tr in fig.data}
-    np.testing.assert_array_equal(by_name["⟨P_t, D⟩"].y, history.costs)
-    np.testing.assert_array_equal(by_name["entropy"].y, history.entropies)
-    assert set(by_name["exact OT (emd2)"].y) == {history.exact_cost}
-    assert set(by_name["independent coupling (λ → ∞)"].y) == {history.independent_cost}
-    assert fig.layout.yaxis.type == "log"
+    by = {tr.name: tr for tr in fig.data}
+    D = _cost(*_batch())
+    exact = ot.emd2(np.ones(len(D)), np.ones(len(D)), D)
+    rows, cols = _numpy_half_steps(D, 0.1, history.n_iters)
+    gaps = np.array([[(P * D).sum() - exact for P in pair] for pair in zip(rows, cols,
+                                                                           strict=True)]).ravel()
+    above, below = by["⟨P, D⟩ − exact OT"], next(tr for tr in fig.data
+                                                  if tr.name.startswith("exact OT − ⟨P, D⟩"))
+    np.testing.assert_allclose(np.nan_to_num(np.asarray(above.y, float)),
+                               np.where(gaps > 0, gaps, 0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.nan_to_num(np.asarray(below.y, float)),
+                               np.where(gaps < 0, -gaps, 0), rtol=1e-9, atol=1e-12)
+    ent = np.concatenate([history.after_rows.entropies, history.entropies])
+    lo, hi = fig.layout.yaxis3.range
+    assert lo <= ent.min() and ent.max() <= hi
+    assert hi < 2 * math.log(history.n)  # the flat-line defect: not stretched to 2 log N
+    assert hi - lo < 1.5 * (ent.max() - ent.min()) + 2e-3
+
+
+def test_cost_metrics_share_one_unit(history):
+    """Every cost of the metric row is <P, D> before the 1e-3 scale (numpy loop, emd2), in
+    sci() notation; the SinKD term is labelled as 1e-3 times it."""
+    from sinkd.lab.units import SINKD_SCALE, sci
+
+    D = _cost(*_batch())
+    P = _numpy_plan(D, 0.1, history.n_iters)
+    exact = ot.emd2(np.ones(len(D)), np.ones(len(D)), D)
+    shown = {label: value for label, value, _ in figs.cost_metrics(history)}
+    assert shown["⟨P_T, D⟩"] == sci((P * D).sum())
+    assert shown["exact OT (emd2)"] == sci(exact)
+    assert shown["gap to exact OT"] == sci((P * D).sum() - exact)
+    assert shown[f"SinKD term = {SINKD_SCALE:g} ⟨P_T, D⟩"] == sci(SINKD_SCALE * (P * D).sum())
 
 
 def _check_lines(fig, history, coords):

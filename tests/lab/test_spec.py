@@ -91,12 +91,15 @@ def test_shared_ranges_are_one_definition():
 
 
 def test_distill_spec_offers_every_recipe_and_checks_its_overrides():
-    """A checkbox value per recipe, CE and SinKD ticked; the data file must be named."""
+    """A checkbox value per recipe, CE and SinKD ticked; "file" needs an uploaded file (the
+    server path of its stored copy comes from the app, never from a value a link can set)."""
     spec = SPECS["distill"]
     assert [k for k in spec.defaults if k.startswith("use_")] == [f"use_{r}" for r in RECIPES]
-    values = dict(spec.defaults, data_source="file", data_file="  ")
-    with pytest.raises(ValueError, match="data_file"):
+    values = dict(spec.defaults, data_source="file")
+    with pytest.raises(ValueError, match="no usable file is uploaded"):
         distill_spec.config_overrides(values)
+    assert distill_spec.config_overrides(values, "/c/uploads/ab.csv")["data"] == "/c/uploads/ab.csv"
+    assert "data_file" not in spec.defaults
     assert distill_spec.config_overrides(spec.defaults)["data"] == "rotten_tomatoes"
 
 

@@ -118,8 +118,8 @@ def test_app_uses_the_pages_directory_layout():
     every page's first statement after its imports is one call to the shared shell."""
     assert (ROOT / "app.py").is_file() and not (ROOT / "views").exists()
     pages = sorted((ROOT / "pages").glob("*.py"))
-    assert [p.stem for p in pages] == ["batchwise", "distill", "divergence_lab", "transport",
-                                          "verify"]
+    assert [p.stem for p in pages] == ["batchwise", "distill", "divergence_lab", "lesson",
+                                          "transport", "verify"]
     for path in [ROOT / "app.py", *pages]:
         body = [node for node in ast.parse(path.read_text()).body
                 if not isinstance(node, (ast.Import, ast.ImportFrom))

@@ -1,0 +1,249 @@
+"""The app under load: concurrent browser sessions moving sliders, and the server's memory.
+
+Run with ``python -m bench.app_load`` (``--smoke`` for one session and one move). It starts
+``streamlit run app.py`` on a free loopback port and one headless Debian chromium with
+``--sessions`` contexts (default 8, each its own Streamlit session, as 8 students' browsers);
+half of them open the transport page (N = 64, T = 100, as in :mod:`bench.ui_latency`), half the
+divergence lab, all at once. Each session then moves its page's sliders one keyboard step at a
+time, away and back, waiting for the settled page (the definition of :mod:`bench.ui_latency`)
+and ``--think`` seconds before the next move, ``--moves`` times or until ``--duration`` runs
+out. Session k starts on the page's slider k // 2, so the sessions move different sliders.
+
+It prints the median, 90th percentile and maximum time from input to settled page over all
+moves (target of issue #14: p90 <= 3 s for 8 sessions on a 2-core machine), the same per page,
+the time to open the page under load, and the server's resident memory (VmRSS from /proc, the
+process and its children) before the sessions (after one warm-up visit), at its peak and after.
+Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a plain script
+
+from bench.ui_latency import (  # noqa: E402
+    ARM_JS,
+    CHROMIUM_ARGS,
+    INSTALL_JS,
+    LOADED_JS,
+    QUIET_MS,
+    SETTLED_JS,
+    SLIDER_INDEX_JS,
+    SLIDERS_JS,
+    THUMB,
+    VIEWPORT,
+    chromium_path,
+    format_phases,
+    page_url,
+    serve,
+    summarize,
+)
+
+P90_TARGET_S = 3.0
+LOAD_PAGES = ("transport", "divergence_lab")
+MAX_SESSIONS = 16  # bounded: one 2-core machine
+
+
+@dataclass
+class Move:
+    session: int
+    page: str
+    action: str
+    seconds: float  # NaN: did not settle within the timeout
+    # input to the run's start, the run, the run's end to settled
+    phases: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` and its descendants, in MB (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += next(int(line.split()[1]) for line in status.splitlines()
+                          if line.startswith("VmRSS:"))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue  # gone meanwhile
+    return total / 1024
+
+
+async def session(browser, base: str, k: int, page: str, args: argparse.Namespace,
+                  deadline: float, moves: list[Move], opened: list[tuple[str, float]]) -> None:
+    timeout_ms = int(args.timeout * 1000)
+    context = await browser.new_context(viewport=VIEWPORT)
+    try:
+        tab = await context.new_page()
+        start = time.perf_counter()
+        await tab.goto(page_url(base, page), timeout=timeout_ms)
+        await tab.wait_for_function(LOADED_JS, timeout=timeout_ms, polling=100)
+        opened.append((page, time.perf_counter() - start))
+        await tab.evaluate(INSTALL_JS)
+        closed = tab.locator('[data-testid="stExpander"] details:not([open]) > summary')
+        for _ in range(50):  # the list shrinks as they open; bounded all the same
+            if not await closed.count():
+                break
+            await closed.first.click(timeout=timeout_ms)
+        sliders = await tab.evaluate(SLIDERS_JS)
+        if not sliders:
+            return
+        first = None
+        for m in range(args.moves):
+            if time.monotonic() > deadline:
+                break
+            info = sliders[(k // 2 + m // 2) % len(sliders)]
+            index = await tab.evaluate(SLIDER_INDEX_JS, info["label"])
+            if index < 0:
+                continue
+            thumb = tab.locator('[data-testid="stSlider"]').nth(index).locator(THUMB).first
+            if m % 2 == 0:  # away from where it is (left at the maximum), then back
+                first = "ArrowLeft" if info["atMax"] else "ArrowRight"
+                key = first
+            else:
+                key = "ArrowRight" if first == "ArrowLeft" else "ArrowLeft"
+            await thumb.focus()
+            await tab.evaluate(ARM_JS)
+            await thumb.press(key)
+            try:
+                handle = await tab.wait_for_function(SETTLED_JS, arg=QUIET_MS,
+                                                     timeout=timeout_ms, polling=100)
+                seconds, *phases = map(float, await handle.json_value())
+            except Exception:  # a timeout: counted as failed, the session goes on
+                seconds, phases = math.nan, [math.nan] * 3
+            arrow = "→" if key == "ArrowRight" else "←"
+            moves.append(Move(k, page, f"{info['label'][:30]} {arrow}", seconds,
+                              tuple(phases)))
+            await asyncio.sleep(args.think)
+    finally:
+        await context.close()
+
+
+async def run_load(args: argparse.Namespace) -> dict:
+    from playwright.async_api import async_playwright  # a dev dependency; bench only
+
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"app_load_{os.getpid()}.log"
+    moves: list[Move] = []
+    opened: list[tuple[str, float]] = []
+    peak = [0.0]
+    with serve(log) as (base, pid):
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium_path(), headless=True,
+                                               args=CHROMIUM_ARGS)
+            try:
+                # One warm-up visit: the server's imports and first run are not the load's.
+                context = await browser.new_context(viewport=VIEWPORT)
+                tab = await context.new_page()
+                await tab.goto(f"{base}/", timeout=int(args.timeout * 1000))
+                await tab.wait_for_function(LOADED_JS, timeout=int(args.timeout * 1000))
+                await context.close()
+                before = rss_mb(pid)
+                peak[0] = before
+
+                async def sample() -> None:
+                    while True:
+                        peak[0] = max(peak[0], rss_mb(pid))
+                        await asyncio.sleep(0.5)
+
+                sampler = asyncio.create_task(sample())
+                start = time.monotonic()
+                deadline = start + args.duration
+                pages = args.pages
+                jobs = [session(browser, base, k, pages[k % len(pages)], args, deadline, moves,
+                                opened) for k in range(args.sessions)]
+                # Bounded in time: the sessions stop moving at the deadline; this is the cap on
+                # the last waits.
+                await asyncio.wait_for(asyncio.gather(*jobs),
+                                       timeout=args.duration + 2 * args.timeout + 60)
+                wall = time.monotonic() - start
+                sampler.cancel()
+                after = rss_mb(pid)
+                peak[0] = max(peak[0], after)
+            finally:
+                await browser.close()
+    return {"moves": moves, "opened": opened, "rss_before": before, "rss_peak": peak[0],
+            "rss_after": after, "wall": wall}
+
+
+def format_table(result: dict, sessions: int) -> str:
+    moves: list[Move] = result["moves"]
+    head = (f"{'moves of':22s} {'n':>4s} {'failed':>6s} {'median s':>9s} {'p90 s':>7s} "
+            f"{'max s':>7s}")
+    lines = [head, "-" * len(head)]
+    groups = [("all pages", moves)] + [
+        (page, [m for m in moves if m.page == page]) for page in sorted({m.page for m in moves})]
+    for name, group in groups:
+        stats = summarize([m.seconds for m in group])
+        failed = sum(not math.isfinite(m.seconds) for m in group)
+        lines.append(f"{name:22s} {stats['n']:4d} {failed:6d} {stats['median']:9.2f} "
+                     f"{stats['p90']:7.2f} {stats['max']:7.2f}")
+    opened = summarize([s for _, s in result["opened"]])
+    lines.append(f"{'page open (first run)':22s} {opened['n']:4d} {sessions - opened['n']:6d} "
+                 f"{opened['median']:9.2f} {opened['p90']:7.2f} {opened['max']:7.2f}")
+    all_stats = summarize([m.seconds for m in moves])
+    ok = all_stats["n"] > 0 and all_stats["p90"] <= P90_TARGET_S
+    lines.append(f"target p90 <= {P90_TARGET_S:g} s: {'met' if ok else 'missed'}")
+    lines.append(f"server RSS MB: before {result['rss_before']:.0f}, peak "
+                 f"{result['rss_peak']:.0f}, after {result['rss_after']:.0f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.app_load",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=8,
+                        help=f"concurrent browser sessions, 1 to {MAX_SESSIONS} (default 8)")
+    parser.add_argument("--moves", type=int, default=8,
+                        help="slider moves per session (default 8)")
+    parser.add_argument("--duration", type=float, default=300,
+                        help="seconds after which no session starts a new move (default 300)")
+    parser.add_argument("--think", type=float, default=1.0,
+                        help="seconds a session waits after a settled page (default 1)")
+    parser.add_argument("--timeout", type=float, default=120,
+                        help="seconds to wait for one page to settle (default 120)")
+    parser.add_argument("--pages", nargs="+", choices=LOAD_PAGES, default=list(LOAD_PAGES),
+                        help="pages the sessions use, in turn (default: both)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one session on the transport page, one move")
+    parser.add_argument("--verbose", action="store_true", help="print every move")
+    args = parser.parse_args(argv)
+    if not 1 <= args.sessions <= MAX_SESSIONS:
+        parser.error(f"--sessions must be in 1..{MAX_SESSIONS}")
+    if args.moves < 1:
+        parser.error("--moves must be >= 1")
+    for name in ("duration", "timeout"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be > 0")
+    if args.think < 0:
+        parser.error("--think must be >= 0")
+    if args.smoke:
+        args.sessions, args.moves, args.pages, args.think = 1, 1, ["transport"], 0.0
+    try:
+        result = asyncio.run(run_load(args))
+    except RuntimeError as err:
+        print(f"bench.app_load: {err}", file=sys.stderr)
+        return 2
+    if args.verbose:
+        for m in result["moves"]:
+            print(f"  session {m.session} {m.page:15s} {m.action:34s} {m.seconds:7.2f}")
+    print(f"{args.sessions} concurrent sessions ({', '.join(args.pages)}), {args.moves} slider "
+          f"moves each, think {args.think:g} s; input to settled page; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f} at the end; wall {result['wall']:.0f} s")
+    print(format_table(result, args.sessions))
+    pages = sorted({m.page for m in result["moves"]})
+    print(format_phases([("all pages", [m.phases for m in result["moves"]])] + [
+        (page, [m.phases for m in result["moves"] if m.page == page]) for page in pages]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

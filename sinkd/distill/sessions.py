@@ -1,0 +1,195 @@
+"""What an app server shares between its visitors: a board of distillation jobs, each owned by
+the session that started it, and the tables visitors upload, stored by content hash.
+
+A :class:`JobBoard` holds at most ``max_jobs`` running :class:`~sinkd.distill.jobs.Job` s of
+one process. Only a job's owner (an opaque id the app keeps per browser session and never
+shows) can stop it, and only the owner can resume the runs its jobs wrote; everyone sees what
+runs (:meth:`JobBoard.jobs`: recipe, seed, status, progress, no owner ids). A full board refuses
+a new job with :class:`BusyError`. :func:`store_upload` writes an uploaded table under the
+cache, named by the hash of its bytes, so a run's config points to a file whose path no
+visitor chose.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sinkd.distill.config import DistillConfig
+from sinkd.distill.jobs import Job
+from sinkd.distill.models import default_cache_dir
+from sinkd.validation import check_choice, check_int
+
+# One running job per process: a job trains with every core (Job's ``threads``) and torch's
+# thread count is one setting per process, so a second job would halve both jobs' speed and
+# reset the other's threads when it ends; on a GPU both students would also share its memory.
+MAX_JOBS = 1
+MAX_KEPT = 64  # finished jobs kept for their owners' pages; older ones are dropped first
+UPLOAD_SUFFIXES = (".csv", ".tsv")
+# A classroom's tables are far smaller; this bounds what one visitor makes the server store and
+# parse (the page's uploader and `--server.maxUploadSize` in the Makefile say the same).
+MAX_UPLOAD_BYTES = 20 * 2**20
+
+
+class BusyError(RuntimeError):
+    """The board already runs its maximum of jobs, or the owner's own job still runs."""
+
+
+def _owner(owner: Any) -> str:
+    if not isinstance(owner, str) or not owner.strip():
+        raise ValueError(f"owner must be a non-empty string (a session's id), got {owner!r}")
+    return owner
+
+
+def _key(path: str | Path) -> str:
+    return str(Path(path).resolve())
+
+
+class JobBoard:
+    """The distillation jobs of one process, each owned by the session that started it.
+
+    Parameters
+    ----------
+    max_jobs : int
+        How many jobs may run at once, in [1, 64] (default :data:`MAX_JOBS`).
+
+    Examples
+    --------
+    >>> board = JobBoard()
+    >>> job = board.start("alice", [DistillConfig(steps=0)])  # fails at once: steps < 1
+    >>> job.wait(60), board.stop("bob"), board.job("bob") is None
+    (True, False, True)
+    >>> [(r["yours"], r["recipe"], r["status"]) for r in board.jobs("alice")]
+    [(True, 'sinkd', 'failed')]
+    """
+
+    def __init__(self, max_jobs: int = MAX_JOBS) -> None:
+        self.max_jobs = check_int("max_jobs", max_jobs, low=1, high=64)
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}  # owner -> its latest job (insertion order: oldest first)
+        self._records: dict[str, set[str]] = {}  # owner -> the record files its jobs wrote
+
+    def start(self, owner: str, configs: Iterable[DistillConfig], *, threads: int | None = None,
+              resume_from: Sequence[str | Path | None] | None = None) -> Job:
+        """Start a :class:`Job` of ``configs`` for ``owner``; return it.
+
+        Raises :class:`BusyError` while ``owner``'s previous job runs or the board is full, and
+        PermissionError when ``resume_from`` names a record that ``owner``'s jobs did not write.
+        """
+        owner = _owner(owner)
+        configs = list(configs)
+        with self._lock:
+            mine = self._jobs.get(owner)
+            if mine is not None and mine.alive:
+                raise BusyError("this session's job is still running: stop it or wait until it "
+                                "ends before starting another")
+            running = self.running()
+            if running >= self.max_jobs:
+                raise BusyError(f"the machine is busy: {running} of its {self.max_jobs} job "
+                                f"slot(s) in use by other sessions; start again when one ends")
+            foreign = [str(p) for p in resume_from or [] if p is not None
+                       and _key(p) not in self._records.get(owner, set())]
+            if foreign:
+                raise PermissionError(f"resume_from names runs this session did not start: "
+                                      f"{[Path(p).name for p in foreign]}")
+            job = Job(configs, threads=threads, resume_from=resume_from)
+            self._jobs.pop(owner, None)  # re-inserted last: the order is the start order
+            self._jobs[owner] = job.start()
+            self._records.setdefault(owner, set()).update(
+                _key(c.out) for c in configs if c.out is not None)
+            self._forget_old()
+        return job
+
+    def _forget_old(self) -> None:
+        """Drop the oldest finished jobs beyond :data:`MAX_KEPT` (their records stay on disk)."""
+        finished = [o for o, j in self._jobs.items() if not j.alive]
+        for owner in finished[:max(0, len(self._jobs) - MAX_KEPT)]:
+            del self._jobs[owner]
+
+    def stop(self, owner: str) -> bool:
+        """Ask ``owner``'s running job to stop after its step; False if it has none running."""
+        job = self._jobs.get(_owner(owner))
+        if job is None or not job.alive:
+            return False
+        job.stop()
+        return True
+
+    def job(self, owner: str) -> Job | None:
+        """``owner``'s latest job (running or ended), or None."""
+        return self._jobs.get(_owner(owner))
+
+    def owns(self, owner: str, path: str | Path) -> bool:
+        """Whether one of ``owner``'s jobs wrote the record at ``path`` (so it may resume it)."""
+        return _key(path) in self._records.get(_owner(owner), set())
+
+    def running(self) -> int:
+        """How many jobs are running now."""
+        return sum(job.alive for job in list(self._jobs.values()))
+
+    @property
+    def full(self) -> bool:
+        """True while :meth:`running` is ``max_jobs``: a new job would be refused."""
+        return self.running() >= self.max_jobs
+
+    def jobs(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """One row per run of every running job, and of ``owner``'s job even when it ended:
+        ``yours`` (whether ``owner`` started it), recipe, seed, status, step and total steps.
+        Rows never carry an owner's id."""
+        rows = []
+        for who, job in list(self._jobs.items()):
+            if not job.alive and who != owner:
+                continue
+            for run in job.snapshot():
+                rows.append(dict(yours=who == owner, recipe=run["recipe"], seed=run["seed"],
+                                 status=run["status"],
+                                 step=run["steps"][-1]["step"] if run["steps"] else 0,
+                                 total=run["total"]))
+        return rows
+
+    def stop_all(self, timeout: float | None = None) -> bool:
+        """Stop every job and wait for them (a server's shutdown, tests); True if all ended."""
+        jobs = list(self._jobs.values())
+        for job in jobs:
+            job.stop()
+        return all(job.wait(timeout) for job in jobs)
+
+
+@functools.cache
+def shared_board() -> JobBoard:
+    """The board of this process: every page and session of an app server shares it."""
+    return JobBoard()
+
+
+def store_upload(data: bytes, name: str, folder: str | Path | None = None) -> Path:
+    """Write an uploaded table to ``<folder>/<sha256 of data>.<csv|tsv>``; return its path.
+
+    The path comes from the bytes' hash and the suffix of ``name`` (which must be ``.csv`` or
+    ``.tsv``), never from ``name`` itself; equal bytes reuse one file. ``folder`` defaults to
+    ``<sinkd cache>/uploads``. Raises ValueError for empty data, data over
+    :data:`MAX_UPLOAD_BYTES` or another suffix.
+
+    >>> import tempfile
+    >>> folder, data = tempfile.mkdtemp(), b"text,label\\n"
+    >>> path = store_upload(data, "../../etc/x.CSV", folder)
+    >>> str(path.parent) == folder, path.name == hashlib.sha256(data).hexdigest()[:32] + ".csv"
+    (True, True)
+    """
+    if not isinstance(data, bytes) or not data:
+        raise ValueError("data must be the non-empty bytes of a .csv or .tsv file")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"the uploaded file is {len(data) / 2**20:.1f} MB; the limit is "
+                         f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB")
+    suffix = check_choice("name's suffix", Path(str(name)).suffix.lower(), UPLOAD_SUFFIXES)
+    folder = Path(folder) if folder is not None else default_cache_dir() / "uploads"
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        part.write_bytes(data)
+        part.replace(path)  # atomic: a reader never sees half a file
+    return path

@@ -1,0 +1,88 @@
+"""bench.app_load: its --smoke mode runs for real (streamlit + headless chromium), the
+percentiles and the server's memory it reports follow their definitions.
+
+Performance itself is not asserted (the script measures it).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+
+from bench.app_load import rss_mb
+from bench.ui_latency import ROOT, summarize
+
+
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.app_load", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_smoke_one_session_one_move_reports_latency_and_memory():
+    """`--smoke`: one chromium session moves one slider of the transport page; the table gives
+    one timed move (all pages = transport, no failure, median = p90 = max, positive and
+    finite), one page open, and the server's RSS before, at its peak and after, positive, with
+    the peak the largest."""
+    out = _run("--smoke")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("moves of"))
+    assert lines[header].split() == ["moves", "of", "n", "failed", "median", "s", "p90", "s",
+                                     "max", "s"]
+    rows = {line[:22].strip(): line[22:].split() for line in lines[header + 2:header + 5]}
+    assert set(rows) == {"all pages", "transport", "page open (first run)"}
+    assert rows["all pages"] == rows["transport"]
+    for name, cells in rows.items():
+        n, failed = int(cells[0]), int(cells[1])
+        median, p90, worst = map(float, cells[2:5])
+        assert (n, failed) == (1, 0), name
+        assert all(math.isfinite(t) and t > 0 for t in (median, p90, worst)), name
+        assert median == p90 == worst, name
+    assert re.search(r"target p90 <= 3 s: (met|missed)", out.stdout)
+    rss = re.search(r"server RSS MB: before (\d+), peak (\d+), after (\d+)", out.stdout)
+    assert rss, out.stdout
+    before, peak, after = map(int, rss.groups())
+    assert 0 < before <= peak and after <= peak
+
+
+def test_summary_is_median_nearest_rank_p90_and_max_of_the_finite_times():
+    """Median as statistics.median, p90 as numpy's nearest-rank (inverted CDF) percentile, max;
+    NaN (a move that never settled) is left out and counted apart."""
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 9, 10, 11, 37):
+        times = rng.exponential(1.0, size).tolist()
+        got = summarize(times + [math.nan])
+        assert got["n"] == size
+        assert got["median"] == statistics.median(times)
+        assert got["p90"] == np.percentile(times, 90, method="inverted_cdf")
+        assert got["max"] == max(times)
+    assert math.isnan(summarize([math.nan])["median"])
+
+
+def test_rss_of_a_sleeping_process_matches_ps():
+    """rss_mb reads VmRSS from /proc: for a child that holds 200 MB of touched memory and
+    sleeps, it agrees with `ps -o rss` (procps) to 1 MB, and is at least the 200 MB held."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = b'x' * (200 * 2**20); "
+                              "print(flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        child.stdout.readline()  # the memory is allocated (written, so resident)
+        ours = rss_mb(child.pid)
+        ps = int(subprocess.run(["ps", "-o", "rss=", "-p", str(child.pid)], capture_output=True,
+                                text=True, check=True).stdout) / 1024
+        assert abs(ours - ps) <= 1.0 and ours >= 200, (ours, ps)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_bad_counts_exit_2_naming_the_argument():
+    """More sessions than the bound, or none, zero moves, a zero duration are refused."""
+    for arg, value in (("--sessions", "0"), ("--sessions", "17"), ("--moves", "0"),
+                       ("--duration", "0"), ("--think", "-1")):
+        out = _run(arg, value, timeout=60)
+        assert out.returncode == 2 and arg in out.stderr, (arg, out.stderr)
