@@ -257,15 +257,25 @@ class View:
             self._apply(presets[st.session_state[key]].values)
 
         name = st.selectbox(label, list(presets), key=key, on_change=apply)
-        preset = presets[name]
-        if not notice:
-            return name
-        if self.matches(preset):
-            st.info(f"**What to notice:** {preset.notice}")
+        if notice:
+            self.preset_notice(name)
+        return name
+
+    def header(self, title: str) -> str:
+        """The page's title beside its preset selector (one row: the figure below it stays in
+        view at 1280x720); returns the chosen preset's name, its note left to the page."""
+        head, pick = st.columns([3, 2], vertical_alignment="bottom")
+        head.title(title)
+        with pick:
+            return self.presets(notice=False)
+
+    def preset_notice(self, name: str) -> None:
+        """What to notice in preset ``name`` while the values are still its own."""
+        if self.matches(self.spec.presets[name]):
+            st.info(f"**What to notice:** {self.spec.presets[name].notice}")
         else:
             st.caption(f"The values differ from the preset *{name}*: choose it again to restore "
                        "them and its note.")
-        return name
 
     def matches(self, preset: Any) -> bool:
         """Whether the page's values are still those ``preset`` set."""

@@ -190,21 +190,13 @@ def _current(current: dict, runs: list[dict], job: distill_jobs.Job) -> None:
                   if left["teacher_s"] else "") + f"; from {source}).")
 
 
-head, pick = st.columns([3, 2], vertical_alignment="bottom")
-head.title("Distill a BERT")
-with pick:
-    preset_name = view.presets(notice=False)
+preset_name = view.header("Distill a BERT")
 st.markdown("Train small BERT students with several distillation losses in the background, "
             "then compare them over seeds. Nothing runs until you press **Start**.")
 # Start, the live curves and the results come first (the main figure in view at 1280 x 720):
 # drawn into this container further down, once the settings below are read
 top = st.container()
-preset = view.spec.presets[preset_name]
-if view.matches(preset):
-    st.info(f"**What to notice:** {preset.notice}")
-else:
-    st.caption(f"The values differ from the preset *{preset_name}*: choose it again to restore "
-               "them and its note.")
+view.preset_notice(preset_name)
 shell.lesson(WHY, TRY)
 
 st.subheader("Configure")

@@ -9,10 +9,7 @@ from sinkd.lab.style import LABELS
 
 view = shell.page("divergence_lab", SPEC)
 lim = view.spec.limits
-head, pick = st.columns([3, 2], vertical_alignment="bottom")
-head.title("Divergence lab")
-with pick:
-    preset_name = view.presets(notice=False)
+preset_name = view.header("Divergence lab")
 preset = SPEC.presets[preset_name]
 on_preset = view.matches(preset)
 LINE = ("One student per divergence, same start, teacher shaded; x is an ordered class "

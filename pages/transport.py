@@ -64,10 +64,7 @@ def _move(delta: int) -> None:
     st.session_state[view.key("t")], st.session_state[view.key("half")] = t, half
 
 
-head, pick = st.columns([3, 2], vertical_alignment="bottom")
-head.title("Transport plans")
-with pick:
-    preset_name = view.presets(notice=False)
+preset_name = view.header("Transport plans")
 latest = st.session_state.get("latest_batch")
 if all(st.query_params.get(k) == v for k, v in plans.LATEST_QUERY.items()):
     for k in plans.LATEST_QUERY:  # the distillation page's link: open its batch, once
@@ -148,12 +145,7 @@ with st.expander("Settings: batch, λ, T, method, dtype", expanded=False):
         view.reset_button()
 view.sync_url()
 
-preset = view.spec.presets[preset_name]
-if view.matches(preset):
-    st.info(f"**What to notice:** {preset.notice}")
-else:
-    st.caption(f"The values differ from the preset *{preset_name}*: choose it again to restore "
-               "them and its note.")
+view.preset_notice(preset_name)
 
 for col, (label, value, help_text) in zip(st.columns(6), figs.cost_metrics(history),
                                           strict=True):

@@ -86,10 +86,7 @@ def _show_checks(checks: list[Check]) -> None:
     st.markdown("\n".join(lines))
 
 
-head, pick = st.columns([3, 2], vertical_alignment="bottom")
-head.title("Verify against POT")
-with pick:
-    preset_name = view.presets(notice=False)
+preset_name = view.header("Verify against POT")
 st.markdown("Our plan and POT's after iteration *t* of the same problem, and their difference; "
             "the checks below compare them after every iteration.")
 if view["t"] > view["n_iters"]:  # t is an iteration of the run: at most T
@@ -110,8 +107,7 @@ for note in result.notes:
 st.caption(f"The gradient check differentiates ⟨P_T, C⟩ through all T = {result.n_iters} "
            "iterations, ours with torch autograd, POT's through its torch backend's own loop. "
            f"Ours: ⟨P_T, D⟩ = {sci(result.ours_cost)}, POT: {sci(result.pot_cost)}. {COST_UNIT}")
-if view.matches(view.spec.presets[preset_name]):
-    st.info(f"**What to notice:** {view.spec.presets[preset_name].notice}")
+view.preset_notice(preset_name)
 
 with st.expander("Problem and solver: batch, N, C, noise, seed, λ, T, dtype", expanded=False):
     taken = list(verify_spec.from_transport(shell.values_of("transport")))
