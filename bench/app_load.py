@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a plai
 from bench.ui_latency import (  # noqa: E402
     ARM_JS,
     CHROMIUM_ARGS,
+    CLOSED_WITH_SLIDERS,
     INSTALL_JS,
     LOADED_JS,
     QUIET_MS,
@@ -89,7 +90,7 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
         await tab.wait_for_function(LOADED_JS, timeout=timeout_ms, polling=100)
         opened.append((page, time.perf_counter() - start))
         await tab.evaluate(INSTALL_JS)
-        closed = tab.locator('[data-testid="stExpander"] details:not([open]) > summary')
+        closed = tab.locator(CLOSED_WITH_SLIDERS)  # the settings, as a student opens them
         for _ in range(50):  # the list shrinks as they open; bounded all the same
             if not await closed.count():
                 break

@@ -12,7 +12,8 @@ fine-tuned and its logits computed, as on a first visit to the page. It prints, 
 - **each run**: from the end of the previous phase until its record's last write, and of that
   the steps themselves (each step's rows over its examples per second, from the record): the
   rest is loading the student, evaluating on dev and test, and writing the record;
-- the total, the machine's cores (``os.cpu_count()``) and the load average before and after:
+- the total, the machine's cores (``os.cpu_count()``), the load average before and after, and
+  the share of the CPU other programs used during the run (idle: load before < 0.5, share < 5%):
   other programs on the machine slow the runs, so a number measured under load overstates the
   duration on an idle machine.
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import subprocess
 import sys
@@ -38,10 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a plain script
 
 from sinkd.distill import RECIPES  # noqa: E402
+from sinkd.distill.cache import MANIFEST  # noqa: E402
 from sinkd.distill.glue import GLUE_TASKS  # noqa: E402
 from sinkd.lab import distill_spec  # noqa: E402
 
 DATA_FILE = ROOT / "sinkd" / "data" / "classroom_time.json"
+# Idle: under this 1-minute load average before the start, and the rest of the machine used under
+# this share of its CPU time during the run (the command's own load is not counted).
+IDLE_LOAD, IDLE_SHARE = 0.5, 0.05
 PRESET = next(iter(distill_spec.spec(RECIPES, GLUE_TASKS).presets))  # the classroom preset
 
 
@@ -64,21 +70,38 @@ def classroom_command(out: Path) -> tuple[list[str], list[str], list[int]]:
     return argv, recipes, seeds
 
 
+def busy_cpu_s() -> float:
+    """Seconds of CPU time every core of the machine has been busy since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(cache: Path) -> dict:
     """Run the preset once in the empty ``cache``; the phases' seconds and the machine."""
     out = cache / "runs"
     argv, recipes, seeds = classroom_command(out)
     env = {**os.environ, "SINKD_CACHE": str(cache)}
     load_before = os.getloadavg()
+    busy_before, children_before = busy_cpu_s(), children_cpu_s()
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-m", "sinkd", *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     t1 = time.time()
     load_after = os.getloadavg()
+    # CPU time the rest of the machine used meanwhile: all busy time minus the command's own
+    others_cpu_s = (busy_cpu_s() - busy_before) - (children_cpu_s() - children_before)
     if proc.returncode != 0:
         raise SystemExit(f"the distill command failed ({proc.returncode}):\n{proc.stderr}")
     logits = sorted((cache / "logits").glob("*.pt"), key=lambda p: p.stat().st_mtime)
-    saved = [f for f in (cache / "teachers").rglob("*") if f.is_file()]
+    # the manifest is written after the logits (it checksums them): not part of the fine-tune
+    saved = [f for f in (cache / "teachers").rglob("*") if f.is_file() and f.name != MANIFEST]
     if not logits or not saved:
         raise SystemExit(f"no teacher or teacher logits were cached under {cache}")
     fine_tune_end = max(f.stat().st_mtime for f in saved)  # save_pretrained ends the fine-tune
@@ -106,7 +129,8 @@ def measure(cache: Path) -> dict:
         logits_s=round(teacher_end - fine_tune_end, 1), runs=runs,
         rest_s=round(t1 - previous, 1),
         teacher_steps=int(next(a.split("=")[1] for a in argv if a.startswith("teacher_steps="))),
-        idle=max(load_before[0], load_after[0]) < 0.5)
+        others_cpu_share=round(max(others_cpu_s, 0.0) / ((t1 - t0) * os.cpu_count()), 3),
+        idle=load_before[0] < IDLE_LOAD and others_cpu_s < IDLE_SHARE * (t1 - t0) * os.cpu_count())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"classroom preset: {result['preset']}")
     print(f"command: SINKD_CACHE=<empty folder> {result['command']}")
     print(f"{result['cores']} cores; load average {result['load_before']} before, "
-          f"{result['load_after']} after" + ("" if result["idle"] else " (NOT an idle machine)"))
+          f"{result['load_after']} after (with this command's own load); other programs used "
+          f"{result['others_cpu_share']:.1%} of the CPU meanwhile"
+          + ("" if result["idle"] else " (NOT an idle machine)"))
     print(f"teacher (fine-tune {result['teacher_steps']} steps + logits, start-up included): "
           f"{result['teacher_s']:.1f} s (fine-tune {result['fine_tune_s']:.1f} s, logits "
           f"{result['logits_s']:.1f} s)")

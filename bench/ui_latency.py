@@ -59,15 +59,18 @@ INSTALL_JS = """() => {
   document.addEventListener('keydown', arm, true);
   document.addEventListener('pointerdown', arm, true);
   let prev = app.getAttribute('data-test-script-state');
-  new MutationObserver(() => {
+  new MutationObserver((records) => {
     const now = performance.now(), state = app.getAttribute('data-test-script-state');
     s.lastMut = now;
-    if (state === prev) return;
-    if (state === 'running' && s.t0 !== null && !s.sawRun) { s.sawRun = true; s.runAt = now; }
-    if (state === 'notRunning') s.idleAt = now;
+    // A fast run can go running -> notRunning inside one batch of records: the current state
+    // alone would miss it, the records' old values do not.
+    const ran = state === 'running' || records.some(r => r.target === app
+        && r.attributeName === 'data-test-script-state' && r.oldValue === 'running');
+    if (ran && s.t0 !== null && !s.sawRun) { s.sawRun = true; s.runAt = now; }
+    if (state === 'notRunning' && (state !== prev || ran)) s.idleAt = now;
     prev = state;
   }).observe(document.body, {subtree: true, childList: true, attributes: true,
-                             characterData: true});
+                             attributeOldValue: true, characterData: true});
 }"""
 ARM_JS = "() => { Object.assign(window.__ui, {armed: true, t0: null, sawRun: false}); }"
 # False until the page settled; then seconds [input to settled, input to the run's start (the
@@ -196,9 +199,17 @@ def open_page(tab, url: str, timeout_ms: int) -> float:
     return seconds
 
 
-def expand_all(tab, timeout_ms: int) -> None:
-    """Open every collapsed expander, so that the sliders inside are on screen to move."""
-    closed = tab.locator('[data-testid="stExpander"] details:not([open]) > summary')
+# Collapsed expanders: those whose (hidden) content holds a slider, or every one. An expander
+# drawn only while open (``on_change="rerun"``: the lab's animation) is empty while collapsed.
+CLOSED = '[data-testid="stExpander"] details:not([open])'
+CLOSED_WITH_SLIDERS = CLOSED + ':has([data-testid="stSlider"]) > summary'
+CLOSED_ANY = CLOSED + " > summary"
+
+
+def expand(tab, timeout_ms: int, *, every: bool = False) -> None:
+    """Open the collapsed expanders that hold sliders, so that those are on screen to move
+    (``every``: all of them, the heavier content drawn only on request included)."""
+    closed = tab.locator(CLOSED_ANY if every else CLOSED_WITH_SLIDERS)
     for _ in range(50):  # the list shrinks as they open; bounded all the same
         if not closed.count():
             break
@@ -286,14 +297,14 @@ def preset_switches(tab, page: str, timeout_ms: int, limit: int | None) -> list[
 
 
 def run_page(context, base: str, page: str, *, moves: int, timeout_ms: int,
-             limit: int | None, presets: bool) -> PageResult:
+             limit: int | None, presets: bool, open_all: bool = False) -> PageResult:
     """Open ``page`` in a new tab and time its slider moves, then its presets. An error (a
     widget not found, a timeout outside a timed wait) ends the page with a failed row."""
     tab = context.new_page()
     result = PageResult(page, math.nan)
     try:
         result.load_s = open_page(tab, page_url(base, page), timeout_ms)
-        expand_all(tab, timeout_ms)
+        expand(tab, timeout_ms, every=open_all)
         result.timings += slider_moves(tab, page, moves, timeout_ms, limit)
         if presets and (limit is None or len(result.timings) < limit):
             left = None if limit is None else limit - len(result.timings)
@@ -355,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None,
                         help="at most this many interactions per page (default: all)")
     parser.add_argument("--no-presets", action="store_true", help="slider moves only")
+    parser.add_argument("--open-all", action="store_true",
+                        help="open every expander first, the content drawn only on request "
+                        "(the lab's training animation, full tables) included; default: only "
+                        "the expanders that hold sliders")
     parser.add_argument("--timeout", type=float, default=60,
                         help="seconds to wait for one page to settle (default 60)")
     parser.add_argument("--smoke", action="store_true",
@@ -380,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {t.page:16s} {t.action:44s} {t.seconds:7.2f} {t.note}")
     load = os.getloadavg()[0]
     print(f"Input to settled page, real browser (chromium {VIEWPORT['width']}x"
-          f"{VIEWPORT['height']}); transport at N = 64, T = 100; targets: median <= "
+          f"{VIEWPORT['height']}); expanders open: "
+          f"{'every one' if args.open_all else 'those with sliders'}; transport at N = 64, "
+          f"T = 100; targets: median <= "
           f"{MEDIAN_TARGET_S:g} s, worst <= {WORST_TARGET_S:g} s; {os.cpu_count()} CPUs, load "
           f"average {load:.2f} at the end")
     print(format_table(results))
@@ -408,7 +425,8 @@ def measure(args: argparse.Namespace) -> list[PageResult]:
                 print(f"  ... {page}", file=sys.stderr, flush=True)
                 results.append(run_page(context, base, page, moves=args.moves,
                                         timeout_ms=timeout_ms, limit=args.limit,
-                                        presets=not args.no_presets))
+                                        presets=not args.no_presets,
+                                        open_all=args.open_all))
         finally:
             browser.close()
     return results

@@ -65,7 +65,7 @@ if fit is not None:
     results(fit, metrics)
 
 st.subheader("Settings")
-with st.expander("Teacher: a mixture of 1 to 4 Gaussians"):
+with st.expander("Teacher: a mixture of 1 to 4 Gaussians", key="divlab_settings_teacher"):
     st.slider("Components", *lim["n_components"], key=view.key("n_components"))
     for i, col in enumerate(st.columns(toy.MAX_COMPONENTS), 1):
         off = i > view["n_components"]
@@ -76,7 +76,7 @@ with st.expander("Teacher: a mixture of 1 to 4 Gaussians"):
         col.number_input(f"weight {i}", *lim[f"weight{i}"], step=0.05,
                          key=view.key(f"weight{i}"), disabled=off)
 
-with st.expander("Student, start, training and Sinkhorn"):
+with st.expander("Student, start, training and Sinkhorn", key="divlab_settings_student"):
     c1, c2, c3, c4 = st.columns(4)
     c1.selectbox("Student family", lim["student"], key=view.key("student"),
                  format_func={"gaussian": "single Gaussian", "mixture": "mixture of k Gaussians",
@@ -92,7 +92,7 @@ with st.expander("Student, start, training and Sinkhorn"):
     c4.slider("Sinkhorn iterations T", *lim["n_iters"], key=view.key("n_iters"))
     c4.slider("bins", *lim["n_bins"], step=4, key=view.key("n_bins"))
 
-with st.expander("Divergences to fit (one panel each)"):
+with st.expander("Divergences to fit (one panel each)", key="divlab_settings_divergences"):
     boxes = st.columns(3)
     for i, name in enumerate(toy.FIT_DIVERGENCES):
         boxes[i % 3].checkbox(LABELS[name], key=view.key(f"use_{name}"))
@@ -103,9 +103,14 @@ if fit is None:
     st.stop()
 
 st.subheader("Training")
-shell.show_figure(toy_figures.training_animation(fit), "divlab_training")
-st.caption("Every student starts from the same parameters: at step 0 all panels show the same "
-           "curve.")
+# Drawn only while open: the animation is ~10x the bytes of the other figures together.
+playback = st.expander("Play the training, step by step", key="divlab_animation",
+                       on_change="rerun")
+if playback.open:
+    with playback:
+        shell.show_figure(toy_figures.training_animation(fit), "divlab_training")
+        st.caption("Every student starts from the same parameters: at step 0 all panels show "
+                   "the same curve.")
 left, right = st.columns(2)
 with left:
     shell.show_figure(toy_figures.loss_figure(fit), "divlab_losses")
@@ -147,9 +152,13 @@ else:
 
 st.subheader("Metrics of the fitted students")
 table = toy_metrics.metrics_frame(metrics)
-st.dataframe(toy_metrics.summary_frame(metrics), hide_index=True)
-with st.expander("Every metric (the downloadable table)"):
-    st.dataframe(table, hide_index=True)
+# st.table: a static table draws in a fraction of an interactive grid's time on every rerun.
+st.table(toy_metrics.summary_frame(metrics), hide_index=True)
+every_metric = st.expander("Every metric (the downloadable table)", key="divlab_every_metric",
+                           on_change="rerun")
+if every_metric.open:
+    with every_metric:
+        st.dataframe(table, hide_index=True)
 st.caption(
     "Mode regions: the bins closest to each teacher component's mean. Gap: bins between the "
     f"outer modes where the teacher has under {toy_metrics.GAP_FRACTION:.0%} of its peak bin "

@@ -124,7 +124,7 @@ if not history.finite:
 if v["dtype"] == "float16":
     st.info(figs.float16_note(hazard))
 
-with st.expander("Settings: batch, λ, T, method, dtype", expanded=False):
+with st.expander("Settings: batch, λ, T, method, dtype", key="open_transport_settings"):
     sources = list(BATCH_KINDS) + ([plans.LATEST] if latest is not None else [])
     batch_col, solver_col, view_col = st.columns(3)
     with batch_col:

@@ -109,7 +109,8 @@ st.caption(f"The gradient check differentiates ⟨P_T, C⟩ through all T = {res
            f"Ours: ⟨P_T, D⟩ = {sci(result.ours_cost)}, POT: {sci(result.pot_cost)}. {COST_UNIT}")
 view.preset_notice(preset_name)
 
-with st.expander("Problem and solver: batch, N, C, noise, seed, λ, T, dtype", expanded=False):
+with st.expander("Problem and solver: batch, N, C, noise, seed, λ, T, dtype",
+                  key="open_verify_settings"):
     taken = list(verify_spec.from_transport(shell.values_of("transport")))
     if taken:
         st.caption(f"Defaults taken from the Transport plans page ({', '.join(taken)}); "

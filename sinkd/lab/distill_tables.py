@@ -275,17 +275,24 @@ def _duration(seconds: float) -> str:
 
 
 def machine_text(data: Mapping[str, Any]) -> str:
-    """The machine of a measurement: ``"an idle 2-core CPU"``, or with its load average (the
-    larger 1-minute load of before and after) when other programs ran.
+    """The machine of a measurement: ``"an idle 2-core CPU"``, or, when other programs ran,
+    the share of the CPU they used during it (older measurements: the 1-minute load average
+    before it; the one after counts the measured command's own load).
 
+    >>> machine_text({"cores": 2, "idle": False, "load_before": [0.2, 0, 0],
+    ...               "load_after": [2.1, 1, 0], "others_cpu_share": 0.31})
+    'a 2-core CPU shared with other programs (they used 31% of it)'
     >>> machine_text({"cores": 2, "idle": False, "load_before": [5.75, 3, 1],
     ...               "load_after": [3.1, 5, 3]})
-    'a 2-core CPU shared with other programs, load average 5.8'
+    'a 2-core CPU shared with other programs, load average 5.8 before'
     """
     if data.get("idle"):
         return f"an idle {data['cores']}-core CPU"
-    load = max(data["load_before"][0], data["load_after"][0])
-    return f"a {data['cores']}-core CPU shared with other programs, load average {load:.1f}"
+    if "others_cpu_share" in data:
+        return (f"a {data['cores']}-core CPU shared with other programs (they used "
+                f"{data['others_cpu_share']:.0%} of it)")
+    return (f"a {data['cores']}-core CPU shared with other programs, load average "
+            f"{data['load_before'][0]:.1f} before")
 
 
 def classroom_time_text(data: Mapping[str, Any]) -> str:

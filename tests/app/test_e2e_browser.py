@@ -405,6 +405,47 @@ def test_divergence_lab_first_figure_in_viewport_one_panel_per_divergence(
         page.close()
 
 
+SETTINGS_PAGES = ["divergence_lab", "batchwise", "transport", "verify"]
+OPEN_SETTINGS = '[data-testid="stExpander"] details[open]:has([data-testid="stSlider"])'
+CLOSED_SETTINGS = '[data-testid="stExpander"] details:not([open]):has([data-testid="stSlider"])'
+
+
+@pytest.mark.parametrize("name", SETTINGS_PAGES)
+def test_settings_stay_open_when_a_slider_leaves_the_preset(
+        browser: BrowserContext, app_url: str, name: str):
+    """Open every expander that holds sliders, move the first slider one step (the page leaves
+    its preset, so the question and reveal above the settings give way to a note): the
+    rerun keeps every one of them open (an unkeyed expander whose place changed would
+    collapse, and the student would have to reopen it after each move)."""
+    page = browser.new_page()
+    try:
+        page.goto(f"{app_url}/{url_path(name)}", timeout=TIMEOUT_MS)
+        _wait_until_idle(page)
+        closed = page.locator(f"{CLOSED_SETTINGS} > summary")
+        for _ in range(10):
+            if not closed.count():
+                break
+            closed.first.click()
+        page.wait_for_timeout(300)
+        labels = page.locator(f"{OPEN_SETTINGS} > summary").all_inner_texts()
+        assert labels, "no expander with sliders"
+        slider = page.locator(f'{OPEN_SETTINGS} [data-testid="stSlider"]').filter(
+            has=page.locator('input[type="range"]:not([disabled])')).first
+        label = slider.locator('[data-testid="stWidgetLabel"]').inner_text().strip()
+        thumb = slider.locator('input[type="range"]')
+        before = thumb.get_attribute("aria-valuetext")
+        at_max = thumb.evaluate("e => Number(e.value) >= Number(e.max)")
+        _watch_runs(page)
+        thumb.focus()
+        thumb.press("ArrowLeft" if at_max else "ArrowRight")
+        _wait_for_rerun(page)
+        assert page.locator(f"{OPEN_SETTINGS} > summary").all_inner_texts() == labels
+        assert _slider_text(page, label) != before
+        assert not _exceptions(page), _exceptions(page)
+    finally:
+        page.close()
+
+
 # --- projector mode and the guided lesson (issue 12) -------------------------------------------
 TEXT_PAGES = {HOME, "lesson"}  # pages of text and links only: no figure to show first
 # The distill page draws figures of runs only: on a fresh machine its first thing is Start.

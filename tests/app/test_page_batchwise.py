@@ -58,7 +58,7 @@ def test_default_view_shows_the_clouds_first_and_measured_numbers(at):
         LABELS[s] for s in ("kl", "sinkd", "recipe", "rkl", "js", "class_ot")]
     assert sorted(("kl", "sinkd", "recipe", "rkl", "js", "class_ot")) == sorted(STUDENTS)
     fit = batchwise.fit_view(SPEC.defaults)
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["student"])[1:-1] == [LABELS[s] for s in STUDENTS]
     for i in range(len(STUDENTS)):
         p = np.exp(fit.logits[i]) / np.exp(fit.logits[i]).sum(1, keepdims=True)

@@ -92,7 +92,27 @@ def test_every_preset_renders_with_its_question(at, preset):
     at.toggle(key=reveal_key(preset)).set_value(True).run()
     assert not at.exception
     assert at.success[0].value == f"**Answer:** {SPEC.presets[preset].notice}"
-    assert len(at.get("plotly_chart")) >= 4
+    assert [c.key for c in at.get("plotly_chart")] == [
+        "divlab_fit", "divlab_losses", "divlab_gradients"]
+
+
+def test_animation_and_full_table_are_drawn_only_while_their_expanders_are_open(at):
+    """The training animation and the table of every metric cost every rerun most of the
+    page's drawing: closed (the default) they are not sent at all; opened (the expander's
+    state, as a click sets it) they are, the animation with one frame per snapshot."""
+    assert "divlab_training" not in [c.key for c in at.get("plotly_chart")]
+    assert not at.dataframe and len(at.table) == 1
+    at.session_state["divlab_animation"] = True
+    at.session_state["divlab_every_metric"] = True
+    at.run()
+    assert not at.exception
+    charts = {c.key: c for c in at.get("plotly_chart")}
+    assert list(charts) == ["divlab_fit", "divlab_training", "divlab_losses", "divlab_gradients"]
+    fit = toy.fit_view(SPEC.defaults)
+    spec = json.loads(charts["divlab_training"].proto.spec)
+    assert [f["name"] for f in spec["frames"]] == [str(s) for s in fit.snapshot_steps]
+    assert len(at.dataframe) == 1
+    assert list(at.dataframe[0].value["divergence"]) == list(at.table[0].value["divergence"])
 
 
 EXTREMES = [
