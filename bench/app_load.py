@@ -63,6 +63,50 @@ class Move:
     phases: tuple[float, float, float] = (math.nan, math.nan, math.nan)
 
 
+def cpu_seconds(root: int, server: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) used so far by each process under ``root`` (this one), with
+    its kind: the Streamlit ``server`` (``server``'s tree), the ``browsers`` (every chromium
+    process: page renderers, compositing and rasterising on the CPU, network) and the
+    ``driver`` (this process and Playwright's). Linux /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    todo = [(root, "driver")]
+    while todo:
+        p, kind = todo.pop()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if p == server:
+                kind = "server"
+            elif kind != "server" and "chrom" in cmd.split(" ", 1)[0]:
+                kind = "browsers"
+            out[p] = (kind, (int(stat[11]) + int(stat[12])) / tick)  # utime + stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [(int(c), kind) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return out
+
+
+class CpuMeter:
+    """CPU seconds by kind since the meter started, sampled often: a process that ends (a
+    closed browser context's renderer) keeps the time last seen."""
+
+    def __init__(self, root: int, server: int) -> None:
+        self.root, self.server = root, server
+        self.start = cpu_seconds(root, server)
+        self.seen = dict(self.start)
+
+    def sample(self) -> None:
+        self.seen.update(cpu_seconds(self.root, self.server))
+
+    def used(self) -> dict[str, float]:
+        out = {"server": 0.0, "browsers": 0.0, "driver": 0.0}
+        for pid, (kind, seconds) in self.seen.items():
+            out[kind] += seconds - self.start.get(pid, (kind, 0.0))[1]
+        return out
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of process ``pid`` and its descendants, in MB (Linux /proc)."""
     total, todo = 0, [pid]
@@ -149,10 +193,12 @@ async def run_load(args: argparse.Namespace) -> dict:
                 await context.close()
                 before = rss_mb(pid)
                 peak[0] = before
+                meter = CpuMeter(os.getpid(), pid)
 
                 async def sample() -> None:
                     while True:
                         peak[0] = max(peak[0], rss_mb(pid))
+                        meter.sample()
                         await asyncio.sleep(0.5)
 
                 sampler = asyncio.create_task(sample())
@@ -166,13 +212,15 @@ async def run_load(args: argparse.Namespace) -> dict:
                 await asyncio.wait_for(asyncio.gather(*jobs),
                                        timeout=args.duration + 2 * args.timeout + 60)
                 wall = time.monotonic() - start
+                meter.sample()
+                cpu = meter.used()
                 sampler.cancel()
                 after = rss_mb(pid)
                 peak[0] = max(peak[0], after)
             finally:
                 await browser.close()
     return {"moves": moves, "opened": opened, "rss_before": before, "rss_peak": peak[0],
-            "rss_after": after, "wall": wall}
+            "rss_after": after, "wall": wall, "cpu": cpu}
 
 
 def format_table(result: dict, sessions: int) -> str:
@@ -195,6 +243,15 @@ def format_table(result: dict, sessions: int) -> str:
     lines.append(f"target p90 <= {P90_TARGET_S:g} s: {'met' if ok else 'missed'}")
     lines.append(f"server RSS MB: before {result['rss_before']:.0f}, peak "
                  f"{result['rss_peak']:.0f}, after {result['rss_after']:.0f}")
+    # Where the machine's CPU went (page opens included): in a classroom the browsers run on
+    # the students' machines, here they share the server's cores.
+    cpu, n = result["cpu"], max(len(moves), 1)
+    used = sum(cpu.values())
+    capacity = result["wall"] * (os.cpu_count() or 1)
+    if used:
+        lines.append(f"CPU seconds over the run (per move, share): {used:.0f} used of "
+                     f"{capacity:.0f} available; " + ", ".join(
+                         f"{k} {v:.0f} ({v / n:.2f}, {v / used:.0%})" for k, v in cpu.items()))
     return "\n".join(lines)
 
 

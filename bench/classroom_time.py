@@ -129,6 +129,7 @@ def measure(cache: Path) -> dict:
         logits_s=round(teacher_end - fine_tune_end, 1), runs=runs,
         rest_s=round(t1 - previous, 1),
         teacher_steps=int(next(a.split("=")[1] for a in argv if a.startswith("teacher_steps="))),
+        batch_size=int(argv[argv.index("--batch-size") + 1]),
         others_cpu_share=round(max(others_cpu_s, 0.0) / ((t1 - t0) * os.cpu_count()), 3),
         idle=load_before[0] < IDLE_LOAD and others_cpu_s < IDLE_SHARE * (t1 - t0) * os.cpu_count())
 

@@ -138,9 +138,7 @@ def _progress() -> None:
     board = sessions.shared_board()
     _machine(board)
     job = board.job(_owner())
-    if job is None:
-        st.caption("No job started in this session yet. A job belongs to the browser tab that "
-                   "started it: reloading the tab leaves it running to its end.")
+    if job is None:  # nothing to show: Start's help says whose a job is
         return
     runs = job.snapshot()
     current = next((r for r in runs if r["status"] == "running"), None)
@@ -167,7 +165,8 @@ def _current(current: dict, runs: list[dict], job: distill_jobs.Job) -> None:
     info = distill_jobs.progress_summary(current["steps"], current["total"])
     left = distill_eta.queue_eta(runs, teacher_cached=False, prior=PRIOR,
                                  teacher_steps=job.runs[0].config.teacher_steps,
-                                 stopping=job.stopping)
+                                 stopping=job.stopping,
+                                 batch_size=job.runs[0].config.batch_size)
     name = f"{current['recipe']} seed {current['seed']}"
     eta = f"queue time left {distill_eta.format_duration(left['seconds'])}"
     if not current["steps"]:
@@ -191,8 +190,8 @@ def _current(current: dict, runs: list[dict], job: distill_jobs.Job) -> None:
 
 
 preset_name = view.header("Distill a BERT")
-st.markdown("Train small BERT students with several distillation losses in the background, "
-            "then compare them over seeds. Nothing runs until you press **Start**.")
+st.markdown("Train small BERT students with several losses in the background and compare them "
+            "over seeds.")
 # Start, the live curves and the results come first (the main figure in view at 1280 x 720):
 # drawn into this container further down, once the settings below are read
 top = st.container()
@@ -265,15 +264,16 @@ st.markdown(
        "**not cached yet**: the first run fine-tunes it.")
     + f" Records are saved in `{distill_jobs.runs_dir()}`.")
 plan = distill_eta.plan_eta([c.steps for c in configs], teacher_cached=cached,
-                            teacher_steps=base.teacher_steps, prior=PRIOR)
+                            teacher_steps=base.teacher_steps, prior=PRIOR,
+                            batch_size=base.batch_size)
 st.caption(f"Estimated time: about {distill_eta.format_duration(plan['seconds'])}"
            + (f", of which {distill_eta.format_duration(plan['teacher_s'])} for the teacher "
               "(once: later runs with the same data and teacher settings read it from the "
               "cache)" if plan["teacher_s"] else "")
-           + ", at the per-step speed of the classroom preset measured on "
-           + distill_tables.machine_text(CLASSROOM) + "; other batch sizes, lengths and "
-           "machines differ. While it trains, the time left is re-estimated from this "
-           "machine's own step times.")
+           + ", at the time per example of the classroom preset measured on "
+           + distill_tables.machine_text(CLASSROOM) + " (scaled to the batch size; other "
+           "lengths, layer counts and machines differ). While it trains, the time left is "
+           "re-estimated from this machine's own step times.")
 
 with top:
     board = sessions.shared_board()
@@ -289,25 +289,30 @@ with top:
     records = distill_jobs.list_records(distill_jobs.runs_dir())
     # only this session's stopped runs: another session cannot resume (or stop) them
     stopped = [p for p in distill_jobs.resumable_records(records) if board.owns(_owner(), p)]
-    start_col, resume_col = st.columns(2)
+    # one row: the buttons and what Start would run (the results' figure stays in view)
+    start_col, *resume_col, plan_col = st.columns([1, 2, 5] if stopped else [1, 7],
+                                                  vertical_alignment="center")
     start_col.button("Start", key="distill_start", type="primary", disabled=busy,
                      on_click=_start, args=(configs,),
                      help=("Your job is running: stop it or wait." if mine else
                            "The machine is busy: wait until a job ends." if busy else
-                           "Queue these runs and train."))
+                           "Queue these runs and train. Nothing runs before. The job belongs "
+                           "to this browser tab: reloading the tab leaves it running to its "
+                           "end."))
     if stopped:
         with shell.guard():
             resumed = distill_jobs.resume_configs(stopped)
-        resume_col.button(f"Resume {len(stopped)} stopped run(s)", key="distill_resume",
-                          disabled=busy, on_click=_start, args=(resumed, stopped),
-                          help="Continue each stopped run from its last finished step, with its "
-                          "own settings (not the page's): "
-                          + ", ".join(p.name for p in stopped))
-    st.caption(f"{len(configs)} run(s): {', '.join(recipes)} × seeds {seeds} on {device}; "
-               f"about {distill_eta.format_duration(plan['seconds'])}"
-               + (f", {distill_eta.format_duration(plan['teacher_s'])} of it the teacher (once, "
-                  "then cached)" if plan["teacher_s"] else "")
-               + ". Settings and details below the results.")
+        resume_col[0].button(f"Resume {len(stopped)} stopped run(s)", key="distill_resume",
+                             disabled=busy, on_click=_start, args=(resumed, stopped),
+                             help="Continue each stopped run from its last finished step, with "
+                             "its own settings (not the page's): "
+                             + ", ".join(p.name for p in stopped))
+    plan_col.caption(
+        f"{len(configs)} run(s): {', '.join(recipes)} × seeds {seeds} on {device}; about "
+        f"{distill_eta.format_duration(plan['seconds'])}"
+        + (f", {distill_eta.format_duration(plan['teacher_s'])} of it the teacher (once, then "
+           "cached)" if plan["teacher_s"] else "")
+        + ". Nothing runs before Start. Settings and details below the results.")
     _progress()
 
     st.subheader("Results")

@@ -180,7 +180,7 @@ shell.show_figure(figs.class_plan_figure(level, view["sample"]), "transport_clas
 
 st.subheader("Numerics per dtype")
 table = pd.DataFrame(figs.hazard_rows(hazards.values()))
-st.dataframe(table, hide_index=True)
+st.table(table, hide_index=True)  # static: an interactive grid redraws slowly on every rerun
 shell.download_numbers(table, "transport_hazards", key="transport_hazards_csv")
 
 st.subheader("λ sweep")

@@ -31,8 +31,9 @@ class Prior:
     """Seconds of each phase measured on a reference machine (a fallback until measured here).
 
     ``fine_tune_s`` covers ``teacher_steps`` fine-tuning steps (process start-up included),
-    ``logits_s`` the teacher's logits on every split, ``step_s`` one plain student step and
-    ``run_overhead_s`` the rest of a run (loading the student, evaluations, test, record).
+    ``logits_s`` the teacher's logits on every split, ``step_s`` one plain student step of
+    ``batch_size`` examples and ``run_overhead_s`` the rest of a run (loading the student,
+    evaluations, test, record).
     """
 
     fine_tune_s: float
@@ -41,6 +42,19 @@ class Prior:
     step_s: float
     run_overhead_s: float
     cores: int | None = None
+    batch_size: int | None = None  # examples per step of ``step_s`` (None: not scaled)
+
+    def step_at(self, batch_size: int | None) -> float:
+        """Seconds of one student step of ``batch_size`` examples: ``step_s`` scaled by the
+        examples per step (the work of a step grows with them; length and layers are not
+        scaled, which the job's own step times correct).
+
+        >>> Prior(30.0, 60, 10.0, step_s=0.2, run_overhead_s=5.0, batch_size=16).step_at(32)
+        0.4
+        """
+        if not batch_size or not self.batch_size:
+            return self.step_s
+        return self.step_s * batch_size / self.batch_size
 
     @classmethod
     def from_timing(cls, data: Mapping[str, Any]) -> Prior:
@@ -62,7 +76,7 @@ class Prior:
         return cls(fine_tune_s=float(data["fine_tune_s"]),
                    teacher_steps=int(data["teacher_steps"]), logits_s=float(data["logits_s"]),
                    step_s=steps_s / steps, run_overhead_s=max(overhead, 0.0),
-                   cores=data.get("cores"))
+                   cores=data.get("cores"), batch_size=data.get("batch_size"))
 
 
 def load_timing() -> dict[str, Any]:
@@ -105,7 +119,8 @@ def teacher_step_s(event: Mapping[str, Any] | None) -> float | None:
 
 
 def queue_eta(runs: Sequence[Mapping[str, Any]], *, teacher_cached: bool, teacher_steps: int,
-              prior: Prior, stopping: bool = False) -> dict[str, Any]:
+              prior: Prior, stopping: bool = False,
+              batch_size: int | None = None) -> dict[str, Any]:
     """Seconds left for the whole queue: the teacher phase where it is not cached, the running
     run's remaining steps and every queued run.
 
@@ -123,6 +138,9 @@ def queue_eta(runs: Sequence[Mapping[str, Any]], *, teacher_cached: bool, teache
     stopping : bool
         The job was asked to stop: the running run (or the teacher) ends after its step and the
         queued runs will not start, so nothing is left to estimate.
+    batch_size : int, optional
+        The runs' examples per step: the prior's step time is scaled to it
+        (:meth:`Prior.step_at`), so that a larger batch is not taken for a slower machine.
 
     Returns
     -------
@@ -144,13 +162,14 @@ def queue_eta(runs: Sequence[Mapping[str, Any]], *, teacher_cached: bool, teache
     first = next((r for r in runs if r["status"] == "running"), None)
     t_step = teacher_step_s(first["teacher"] if first else None)
     prior_t_step = prior.fine_tune_s / max(prior.teacher_steps, 1)
+    prior_step = prior.step_at(batch_size)
     if step_meas is not None:
-        speed = step_meas / prior.step_s
+        speed = step_meas / prior_step
     elif t_step is not None:
         speed = t_step / prior_t_step
     else:
         speed = 1.0
-    step_s = step_meas if step_meas is not None else prior.step_s * speed
+    step_s = step_meas if step_meas is not None else prior_step * speed
     overhead = prior.run_overhead_s * speed
     teacher_s = 0.0
     if not teacher_cached and not started and not stopping:
@@ -172,10 +191,10 @@ def queue_eta(runs: Sequence[Mapping[str, Any]], *, teacher_cached: bool, teache
 
 
 def plan_eta(totals: Sequence[int], *, teacher_cached: bool, teacher_steps: int,
-             prior: Prior) -> dict[str, Any]:
+             prior: Prior, batch_size: int | None = None) -> dict[str, Any]:
     """:func:`queue_eta` of a queue not started yet: one run per entry of ``totals`` (its
-    steps), at the prior's speed per step (its settings' step time: other batch sizes and
-    lengths differ, which the estimate while training corrects).
+    steps), at the prior's time per step scaled to ``batch_size`` (other lengths and layer
+    counts differ, which the estimate while training corrects).
 
     >>> prior = Prior(fine_tune_s=30.0, teacher_steps=60, logits_s=10.0, step_s=0.2,
     ...               run_overhead_s=5.0)
@@ -184,7 +203,7 @@ def plan_eta(totals: Sequence[int], *, teacher_cached: bool, teacher_steps: int,
     """
     runs = [{"status": "queued", "steps": [], "total": int(t), "teacher": None} for t in totals]
     return queue_eta(runs, teacher_cached=teacher_cached, teacher_steps=teacher_steps,
-                     prior=prior)
+                     prior=prior, batch_size=batch_size)
 
 
 def _teacher_left(event: Mapping[str, Any] | None, steps: int, per_step: float,

@@ -469,6 +469,23 @@ def _open(browser: BrowserContext, url: str) -> tuple[Page, Console]:
     return page, console
 
 
+def _assert_first_figure_in_view_at_projector_sizes(page: Page, page_name: str) -> None:
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    assert charts.count(), f"{page_name}: no figure"
+    scrolled = page.evaluate(
+        """() => document.querySelector('[data-testid="stMain"]')?.scrollTop ?? 0""")
+    assert scrolled == 0
+    box = charts.first.bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 720, (
+        f"{page_name}: first figure at y = {box and box['y']:.0f} .. "
+        f"{box and box['y'] + box['height']:.0f}, not inside 0 .. 720")
+    fonts = charts.first.evaluate(SVG_FONTS)
+    # text was read (a simplex's axes have titles and no tick labels), none of it small
+    assert fonts["ticks"] or fonts["titles"], (page_name, fonts)
+    assert all(px >= 18 for px in fonts["ticks"]), (page_name, fonts)
+    assert all(px >= 22 for px in fonts["titles"]), (page_name, fonts)
+
+
 @pytest.mark.parametrize("page_name", app_pages())
 def test_projector_mode_first_figure_in_viewport_with_projector_fonts(
         browser: BrowserContext, app_url: str, page_name: str):
@@ -491,24 +508,38 @@ def test_projector_mode_first_figure_in_viewport_with_projector_fonts(
             start = page.get_by_role("button", name="Start", exact=True).bounding_box()
             assert start is not None and 0 <= start["y"] and start["y"] + start["height"] <= 720
             return
-        assert charts.count(), f"{page_name}: no figure on a fresh visit"
-        scrolled = page.evaluate(
-            """() => document.querySelector('[data-testid="stMain"]')?.scrollTop ?? 0""")
-        assert scrolled == 0
-        box = charts.first.bounding_box()
-        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 720, (
-            f"{page_name}: first figure at y = {box and box['y']:.0f} .. "
-            f"{box and box['y'] + box['height']:.0f}, not inside 0 .. 720")
-        fonts = charts.first.evaluate(SVG_FONTS)
-        # text was read (a simplex's axes have titles and no tick labels), none of it small
-        assert fonts["ticks"] or fonts["titles"], (page_name, fonts)
-        assert all(px >= 18 for px in fonts["ticks"]), (page_name, fonts)
-        assert all(px >= 22 for px in fonts["titles"]), (page_name, fonts)
+        _assert_first_figure_in_view_at_projector_sizes(page, page_name)
         assert not _exceptions(page), _exceptions(page)
         assert not console.errors, console.errors
         _screenshot(page, f"projector_{page_name}")
     finally:
         page.close()
+
+
+def test_distill_results_figure_in_view_in_projector_mode_with_saved_runs(
+        browser: BrowserContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """On a server whose cache holds saved runs (the real records of docs/results: 6
+    recipes x 3 seeds), the distill page at 1280x720 with projector=1 shows the results'
+    figure first, wholly in the viewport without scrolling, at projector font sizes, one bar
+    per recipe and the teacher's."""
+    runs = tmp_path / "cache" / "runs"
+    runs.mkdir(parents=True)
+    results = ROOT / "docs" / "results" / "rotten-tomatoes"
+    for record in sorted(results.glob("*-seed*.json")):
+        (runs / record.name).write_text(record.read_text())
+    recipes = {r.name.split("-seed")[0] for r in results.glob("*-seed*.json")}
+    monkeypatch.setenv("SINKD_CACHE", str(tmp_path / "cache"))  # the server inherits it
+    with _serve(tmp_path / "server.log") as base:
+        page, console = _open(browser, f"{base}/distill?projector=1")
+        try:
+            _assert_first_figure_in_view_at_projector_sizes(page, "distill")
+            bars = page.locator('[data-testid="stPlotlyChart"]').first.locator(
+                "g.xtick text").all_text_contents()
+            assert sorted(bars) == sorted(recipes | {"teacher"}), bars
+            assert not _exceptions(page), _exceptions(page)
+            assert not console.errors, console.errors
+        finally:
+            page.close()
 
 
 def test_home_links_are_not_cut_off_at_1280(browser: BrowserContext, app_url: str):

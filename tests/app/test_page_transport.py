@@ -101,7 +101,7 @@ def test_default_view_shows_the_sinkd_term():
     assert len(charts) == 4 and _step(at) == (20, "columns")
     np.testing.assert_array_equal(_array(charts[0]["data"][0]["z"]),
                                   _history(v).plan.astype(np.float32))
-    assert list(at.dataframe[0].value["dtype"]) == ["float64", "float32", "float16"]
+    assert list(at.table[0].value["dtype"]) == ["float64", "float32", "float16"]
 
 
 # What each preset's notice claims, checked on the values the preset sets.

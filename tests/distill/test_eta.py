@@ -43,6 +43,23 @@ def test_the_prior_gives_back_the_classroom_measurement():
     assert data["cores"] >= 1 and data["command"].startswith("python -m sinkd distill")
 
 
+def test_the_plan_scales_the_step_time_with_the_batch_size():
+    """A prior measured at 16 examples per step: a plan at batch 32 costs twice its plain
+    steps (100 x 2 x 0.25 s) plus the unchanged overhead; at batch 16 or with no batch given,
+    exactly the prior's; and a job at batch 32 whose steps take 0.5 s is a machine of the
+    prior's speed (1.0), not one twice slower (its teacher phase left is not doubled)."""
+    prior = eta.Prior(36.0, 60, 12.0, step_s=0.25, run_overhead_s=10.0, batch_size=16)
+    at = {b: eta.plan_eta([100], teacher_cached=True, teacher_steps=60, prior=prior,
+                          batch_size=b)["seconds"] for b in (None, 16, 32, 8)}
+    assert at == {None: 100 * 0.25 + 10.0, 16: 100 * 0.25 + 10.0, 32: 100 * 0.5 + 10.0,
+                  8: 100 * 0.125 + 10.0}
+    times = [0.5 * i for i in range(11)]
+    out = eta.queue_eta([running(times, 100)], teacher_cached=True, teacher_steps=60,
+                        prior=prior, batch_size=32)
+    assert out["speed"] == pytest.approx(1.0) and out["step_s"] == pytest.approx(0.5)
+    assert eta.Prior.from_timing(eta.load_timing()).batch_size == 16  # the classroom preset's
+
+
 def test_a_machine_three_times_slower_triples_what_is_not_measured_yet():
     """Steps every 0.75 s (three times the prior's 0.25 s; two evaluation steps take 5 s):
     the median gap is one plain step, speed 3; the running run's 60 steps left cost
