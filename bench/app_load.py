@@ -61,6 +61,7 @@ class Move:
     seconds: float  # NaN: did not settle within the timeout
     # input to the run's start, the run, the run's end to settled
     phases: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+    note: str = ""  # why a move did not settle, where known
 
 
 def cpu_seconds(root: int, server: int) -> dict[int, tuple[str, float]]:
@@ -157,17 +158,23 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
             else:
                 key = "ArrowRight" if first == "ArrowLeft" else "ArrowLeft"
             await thumb.focus()
+            before = await thumb.get_attribute("aria-valuetext")
             await tab.evaluate(ARM_JS)
             await thumb.press(key)
+            note = ""
             try:
                 handle = await tab.wait_for_function(SETTLED_JS, arg=QUIET_MS,
                                                      timeout=timeout_ms, polling=100)
                 seconds, *phases = map(float, await handle.json_value())
             except Exception:  # a timeout: counted as failed, the session goes on
                 seconds, phases = math.nan, [math.nan] * 3
+                after = await thumb.get_attribute("aria-valuetext")
+                ran = await tab.evaluate("() => window.__ui.sawRun")
+                note = (f"value {before} -> {after}, "
+                        + ("a run started" if ran else "no run started"))
             arrow = "→" if key == "ArrowRight" else "←"
             moves.append(Move(k, page, f"{info['label'][:30]} {arrow}", seconds,
-                              tuple(phases)))
+                              tuple(phases), note))
             await asyncio.sleep(args.think)
     finally:
         await context.close()
@@ -292,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.verbose:
         for m in result["moves"]:
-            print(f"  session {m.session} {m.page:15s} {m.action:34s} {m.seconds:7.2f}")
+            print(f"  session {m.session} {m.page:15s} {m.action:34s} {m.seconds:7.2f} "
+                  f"{m.note}")
     print(f"{args.sessions} concurrent sessions ({', '.join(args.pages)}), {args.moves} slider "
           f"moves each, think {args.think:g} s; input to settled page; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at the end; wall {result['wall']:.0f} s")
