@@ -297,24 +297,28 @@ def teacher_status(config: DistillConfig, location: tuple[CacheDir, str] | None 
     every recipe and seed reuses it. ``location``: :func:`teacher_location`'s answer, if known.
     """
     cache, key = location if location is not None else teacher_location(config)
-    cached = cache.teacher_dir(key).is_dir() and all(
-        cache.logits_file(key, s).is_file() for s in SPLIT_NAMES)
+    # the manifest is written last (it checksums the rest): files without it are a crashed or
+    # half-written entry, which the next run rebuilds; loading verifies the checksums
+    cached = cache.has_entry(key) and all(cache.logits_file(key, s).is_file()
+                                          for s in SPLIT_NAMES)
     return cache.teacher_dir(key), cached
 
 
 def runs_table(records: Sequence[tuple[Path, RunRecord]]) -> pd.DataFrame:
-    """One row per saved run, newest first: recipe, seed, steps, student and teacher accuracies.
+    """One row per saved run, newest first: recipe, seed, steps, status (running, stopped,
+    finished or crashed, as :func:`sinkd.distill.records.load_record` resolved it), student and
+    teacher accuracies.
 
     >>> runs_table([]).shape[0]
     0
     """
     rows = [dict(file=path.name, recipe=r.recipe, seed=r.config.get("seed"),
                  steps=f"{r.results.get('steps_done', len(r.metrics))}/{r.config.get('steps')}",
-                 stopped=r.stopped, test=r.results.get("test"), best_dev=r.results.get("best_dev"),
+                 status=r.status, test=r.results.get("test"), best_dev=r.results.get("best_dev"),
                  teacher_test=r.teacher.get("test_accuracy"), wall_time_s=r.wall_time_s,
                  device=r.device, ended=r.ended)
             for path, r in reversed(records)]
-    return pd.DataFrame(rows, columns=["file", "recipe", "seed", "steps", "stopped", "test",
+    return pd.DataFrame(rows, columns=["file", "recipe", "seed", "steps", "status", "test",
                                        "best_dev", "teacher_test", "wall_time_s", "device",
                                        "ended"])
 

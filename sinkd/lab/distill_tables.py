@@ -39,7 +39,7 @@ ACCURACIES = {"test": "Test acc. (%)", "best_dev": "Best dev acc. (%)",
 SHARES = {"grad_share_ce": "CE grad share (%)", "grad_share_kd": "KD grad share (%)",
           "grad_share_sinkhorn": "SinKD grad share (%)"}
 RUN_COLUMNS = {"file": "File", "recipe": "Recipe", "seed": "Seed", "steps": "Steps",
-               "stopped": "Stopped", "test": "Test acc. (%)", "best_dev": "Best dev acc. (%)",
+               "status": "Status", "test": "Test acc. (%)", "best_dev": "Best dev acc. (%)",
                "teacher_test": "Teacher test acc. (%)", "wall_time_s": "Time (s)",
                "device": "Device", "ended": "Ended"}
 
@@ -176,19 +176,17 @@ def comparison_table(table: pd.DataFrame, parts: Mapping[str, Sequence[str]] | N
 
 def runs_display(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`sinkd.distill.jobs.runs_table` for reading: headers in words, accuracies in %,
-    "yes"/"no", "—" where missing.
+    "—" where missing.
 
-    >>> t = pd.DataFrame([{"recipe": "ce", "stopped": True, "test": None, "ended": None}])
+    >>> t = pd.DataFrame([{"recipe": "ce", "status": "crashed", "test": None, "ended": None}])
     >>> runs_display(t).iloc[0].to_dict()
-    {'Recipe': 'ce', 'Stopped': 'yes', 'Test acc. (%)': '—', 'Ended': '—'}
+    {'Recipe': 'ce', 'Status': 'crashed', 'Test acc. (%)': '—', 'Ended': '—'}
     """
     out = pd.DataFrame(index=table.index)
     for col in table.columns:
         values = table[col].astype(object)
         if col in ("test", "best_dev", "teacher_test"):
             shown = [percent(x) for x in values]
-        elif col == "stopped":
-            shown = [DASH if _missing(x) else ("yes" if x else "no") for x in values]
         elif col == "wall_time_s":
             shown = [DASH if _missing(x) else f"{x:.0f}" for x in values]
         else:
@@ -198,14 +196,16 @@ def runs_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_label(record: Any) -> str:
-    """``"<recipe> seed <k>"``, with ``" (stopped)"`` for a stopped run.
+    """``"<recipe> seed <k>"``, with its status in brackets unless it finished.
 
     >>> from types import SimpleNamespace as R
-    >>> run_label(R(recipe="sinkd", config={"seed": 1}, stopped=True))
+    >>> run_label(R(recipe="sinkd", config={"seed": 1}, status="stopped"))
     'sinkd seed 1 (stopped)'
+    >>> run_label(R(recipe="ce", config={"seed": 0}, status="finished"))
+    'ce seed 0'
     """
     return f"{record.recipe} seed {record.config.get('seed')}" + (
-        " (stopped)" if record.stopped else "")
+        "" if record.status == "finished" else f" ({record.status})")
 
 
 def run_choices(records: Sequence[tuple[Any, Any]]) -> dict[str, int]:
@@ -213,7 +213,7 @@ def run_choices(records: Sequence[tuple[Any, Any]]) -> dict[str, int]:
     the run's label and, when two runs share it, when it ended.
 
     >>> from types import SimpleNamespace as R
-    >>> rs = [(None, R(recipe="ce", config={"seed": 0}, stopped=False, ended=e))
+    >>> rs = [(None, R(recipe="ce", config={"seed": 0}, status="finished", ended=e))
     ...       for e in ("2026-01-01T10:00:00+00:00", "2026-01-02T11:30:00+00:00")]
     >>> list(run_choices(rs))
     ['ce seed 0 · 2026-01-02 11:30', 'ce seed 0 · 2026-01-01 10:00']
@@ -237,7 +237,7 @@ def run_curves(records: Sequence[Any], parts: Mapping[str, Sequence[str]] | None
 
     >>> from types import SimpleNamespace as R
     >>> r = R(recipe="ce", config={"seed": 0, "steps": 9, "alpha": 0.5, "lr": 1e-4},
-    ...       stopped=False, metrics=[{"step": 1, "loss": 0.7}])
+    ...       status="finished", metrics=[{"step": 1, "loss": 0.7}])
     >>> run_curves([r], {"ce": ("ce",)})[0].hover
     'steps=9, lr=0.0001'
     """

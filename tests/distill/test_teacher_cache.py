@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sinkd.distill import jobs as distill_jobs
 from sinkd.distill import models
 from sinkd.distill.cache import CacheDir, CacheError
 from sinkd.distill.config import DistillConfig
@@ -68,6 +69,21 @@ def _recomputed(cfg, splits, file: Path, logits: dict) -> None:
         warnings.simplefilter("error")
         again, got2 = prepare_teacher(cfg, splits)
     assert again is None and all(torch.equal(got2[s], got[s]) for s in SPLITS)
+
+
+def test_teacher_status_counts_an_entry_as_cached_only_with_its_manifest(clean, tmp_path):
+    """The distill page's "already cached" (jobs.teacher_status): true for a complete entry;
+    false once its manifest is gone (the teacher's folder and every logits file still there,
+    as a run killed before writing the manifest leaves them), and the next preparation then
+    fine-tunes again and writes it."""
+    cfg, splits, cache, key = _copy(clean, tmp_path)
+    folder, cached = distill_jobs.teacher_status(cfg, (cache, key))
+    assert cached and folder == cache.teacher_dir(key)
+    cache.manifest_file(key).unlink()
+    assert folder.is_dir() and all(cache.logits_file(key, s).is_file() for s in SPLITS)
+    assert distill_jobs.teacher_status(cfg, (cache, key)) == (folder, False)
+    prepare_teacher(cfg, splits)
+    assert distill_jobs.teacher_status(cfg, (cache, key)) == (folder, True)
 
 
 def test_manifest_records_each_files_sha256_and_the_settings(clean):

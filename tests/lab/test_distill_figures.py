@@ -136,14 +136,15 @@ def test_comparison_table_has_readable_headers_and_no_none():
 
 
 def test_saved_runs_table_is_readable_and_choices_are_unique(tmp_path):
-    """The list of saved runs reads "—" where a stopped run has no accuracy, "yes"/"no" for
-    stopped, accuracies in %; two runs with one label get distinct choices, newest first."""
+    """The list of saved runs reads "—" where a stopped run has no accuracy, each run's status
+    in words (stopped, finished), accuracies in %; two runs with one label get distinct
+    choices, newest first."""
     ce = record("ce-seed0")
     paths = [(tmp_path / "a.json", ce), (tmp_path / "b.json", RunRecord(
         config=dict(ce.config), stopped=True, started="2026-01-01T00:00:00+00:00"))]
     shown = distill_tables.runs_display(distill_jobs.runs_table(paths))
     assert "None" not in {str(v) for v in shown.to_numpy().ravel()}
-    assert shown["Stopped"].tolist() == ["yes", "no"]
+    assert shown["Status"].tolist() == ["stopped", "finished"]
     assert shown["Test acc. (%)"].tolist() == ["—", f"{100 * ce.results['test']:.1f}"]
     assert shown["Ended"][0] == "—"
     choices = distill_tables.run_choices(paths)
