@@ -34,12 +34,13 @@ import ot
 import torch
 
 from sinkd.lab.batches import BATCH_KINDS, batch_problem, compute_dtype, logits_pair, toy_batch
+from sinkd.lab.spec import LAMBDA_VALUES
 from sinkd.sinkhorn import SinkhornResult, sinkhorn
 from sinkd.validation import check_choice, check_int, check_number
 
 SCALE = 1e-3  # the SinKD term's multiplier (reference)
 PLAN_METHODS = ("kernel", "log")
-LAMBDAS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+LAMBDAS = LAMBDA_VALUES  # the sweep's grid: the values of the app's one λ control
 LATEST = "latest distillation batch"  # the extra source the distillation page may provide
 SOURCES = (*BATCH_KINDS, LATEST)
 # The distillation page's link adds this query parameter: the page then opens on LATEST.

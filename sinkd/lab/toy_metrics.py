@@ -203,9 +203,9 @@ def headline(m: ToyMetrics, d: int) -> str:
     >>> [part.split()[0] for part in headline(compute_metrics(f), 0).split(" · ")]
     ['modes', 'gap', 'W1']
     """
-    parts = ["modes " + " / ".join(_pct(v) for v in m.mode_mass[d])]
+    parts = ["modes " + " / ".join(mass_pct(v) for v in m.mode_mass[d])]
     if m.has_gap:
-        parts.append(f"gap {_pct(m.gap_mass[d])}")
+        parts.append(f"gap {mass_pct(m.gap_mass[d])}")
     parts.append(f"W1 {m.w1[d]:.2f}")
     return " · ".join(parts)
 
@@ -222,18 +222,24 @@ def summary_frame(m: ToyMetrics) -> pd.DataFrame:
     ['divergence', 'mass per mode (teacher 50% / 50%)', 'gap mass (teacher 1.0%)']
     """
     cols: dict[str, object] = {"divergence": [LABELS[d] for d in m.names]}
-    teacher = " / ".join(_pct(v) for v in m.teacher_mode_mass)
+    teacher = " / ".join(mass_pct(v) for v in m.teacher_mode_mass)
     cols[f"mass per mode (teacher {teacher})"] = [
-        " / ".join(_pct(v) for v in row) for row in m.mode_mass]
+        " / ".join(mass_pct(v) for v in row) for row in m.mode_mass]
     if m.has_gap:
-        cols[f"gap mass (teacher {_pct(m.teacher_gap_mass)})"] = [_pct(v) for v in m.gap_mass]
+        cols[f"gap mass (teacher {mass_pct(m.teacher_gap_mass)})"] = [
+            mass_pct(v) for v in m.gap_mass]
     cols["W1 start → end"] = [f"{a:.2f} → {b:.3f}" for a, b in zip(m.w1_start, m.w1, strict=True)]
     cols["|grad| at start"] = [f"{v:.1e}" for v in m.grad_start]
     cols["steps to converge"] = m.steps_conv
     return pd.DataFrame(cols)
 
 
-def _pct(v: float) -> str:
+def mass_pct(v: float) -> str:
+    """A share of mass as the pages print it: whole percent, one decimal under 9.5%.
+
+    >>> mass_pct(0.5), mass_pct(0.012)
+    ('50%', '1.2%')
+    """
     return f"{100 * v:.0f}%" if v >= 0.095 else f"{100 * v:.1f}%"
 
 
@@ -280,26 +286,26 @@ def outcomes(m: ToyMetrics) -> list[str]:
     True
     """
     L, lines = [LABELS[d] for d in m.names], []
-    t_modes = ", ".join(_pct(v) for v in m.teacher_mode_mass)
+    t_modes = ", ".join(mass_pct(v) for v in m.teacher_mode_mass)
     avg = averaging(m)
     if avg:
         lines.append(f"**Mode averaging**: mass put in the gap between the modes (teacher: "
-                     f"{_pct(m.teacher_gap_mass)}): "
-                     + ", ".join(f"{L[d]} {_pct(m.gap_mass[d])}" for d in avg) + ".")
+                     f"{mass_pct(m.teacher_gap_mass)}): "
+                     + ", ".join(f"{L[d]} {mass_pct(m.gap_mass[d])}" for d in avg) + ".")
     col = [(d, collapsed(m, d)) for d in range(len(m.names))]
     col = [(d, j) for d, j in col if j is not None]
     if col:
         lines.append(f"**Mode collapse**: ≥ {COLLAPSE_SHARE:.0%} of the mass on one mode "
                      f"(teacher per mode: {t_modes}): " + ", ".join(
-                         f"{L[d]} {_pct(m.mode_mass[d, j])} on mode {j + 1} "
+                         f"{L[d]} {mass_pct(m.mode_mass[d, j])} on mode {j + 1} "
                          f"(x≈{m.centres[j]:.1f})" for d, j in col) + ".")
     under = [(d, underweighted(m, d)) for d in range(len(m.names)) if collapsed(m, d) is None]
     under = [(d, js) for d, js in under if js]
     if under:
         lines.append("**Mode underestimation**: less than half the teacher's mass on a mode: "
                      + "; ".join(f"{L[d]} " + ", ".join(
-                         f"mode {j + 1} (x≈{m.centres[j]:.1f}) {_pct(m.mode_mass[d, j])} vs "
-                         f"{_pct(m.teacher_mode_mass[j])}" for j in js) for d, js in under)
+                         f"mode {j + 1} (x≈{m.centres[j]:.1f}) {mass_pct(m.mode_mass[d, j])} vs "
+                         f"{mass_pct(m.teacher_mode_mass[j])}" for j in js) for d, js in under)
                      + ".")
     sat = saturated(m)
     if sat:
@@ -330,5 +336,5 @@ def outcomes(m: ToyMetrics) -> list[str]:
         lines.append(f"**Sinkhorn**: W1 to the teacher went from {m.w1_start[s]:.2f} to "
                      f"{m.w1[s]:.3f}, {verdict}; gradient norm at the start "
                      f"{m.grad_start[s]:.2g}; mass per mode "
-                     f"{', '.join(_pct(v) for v in m.mode_mass[s])} (teacher: {t_modes}).")
+                     f"{', '.join(mass_pct(v) for v in m.mode_mass[s])} (teacher: {t_modes}).")
     return lines

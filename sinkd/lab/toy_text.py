@@ -17,7 +17,14 @@ import torch
 from sinkd.lab.style import LABELS
 from sinkd.lab.toy import DTYPE, ToyFit
 from sinkd.lab.toy_losses import solver_method
-from sinkd.lab.toy_metrics import TIE_REL, ToyMetrics, averaging, collapsed, underweighted
+from sinkd.lab.toy_metrics import (
+    TIE_REL,
+    ToyMetrics,
+    averaging,
+    collapsed,
+    mass_pct,
+    underweighted,
+)
 from sinkd.sinkhorn import sinkhorn
 
 UNCONVERGED = 1e-3  # a plan whose row sums are off by more than this (L1, in mass) is unconverged
@@ -40,10 +47,6 @@ LAMBDA_NOTE = (
     "debiased Sinkhorn divergence subtracts that self-transport pull and stays close to exact "
     "OT's student."
 )
-
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.0f}%" if v >= 0.095 else f"{100 * v:.1f}%"
 
 
 def plan_diagnostics(fit: ToyFit, d: int) -> tuple[float, float]:
@@ -86,17 +89,17 @@ def _what_sinkhorn_did(m: ToyMetrics, s: int) -> list[str]:
     L, lines = [LABELS[n] for n in m.names], []
     if s in averaging(m):
         others = [L[d] for d in averaging(m) if d != s]
-        lines.append(f"Sinkhorn **averages** too: {_pct(m.gap_mass[s])} of its mass in the gap "
-                     f"(teacher {_pct(m.teacher_gap_mass)})"
+        lines.append(f"Sinkhorn **averages** too: {mass_pct(m.gap_mass[s])} of its mass in the gap "
+                     f"(teacher {mass_pct(m.teacher_gap_mass)})"
                      + (f", like {', '.join(others)}." if others else "."))
     j = collapsed(m, s)
     if j is not None:
-        lines.append(f"Sinkhorn **collapses**: {_pct(m.mode_mass[s, j])} on mode {j + 1}.")
+        lines.append(f"Sinkhorn **collapses**: {mass_pct(m.mode_mass[s, j])} on mode {j + 1}.")
     else:
         for j in underweighted(m, s):
             lines.append(f"Sinkhorn **underestimates** mode {j + 1} (x≈{m.centres[j]:.1f}): "
-                         f"{_pct(m.mode_mass[s, j])} against the teacher's "
-                         f"{_pct(m.teacher_mode_mass[j])}.")
+                         f"{mass_pct(m.mode_mass[s, j])} against the teacher's "
+                         f"{mass_pct(m.teacher_mode_mass[j])}.")
     order = [int(d) for d in np.argsort(m.w1, kind="stable")]
     best = order[0]
     if m.w1[s] > m.w1[best] * (1 + TIE_REL):

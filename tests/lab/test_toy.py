@@ -285,7 +285,7 @@ def test_one_panel_per_divergence_with_the_teacher_in_each(names):
             assert title.startswith(f"<b>{LABELS[name]}</b>")
             w1 = np.abs(np.cumsum(f.probs[d]) - np.cumsum(f.teacher_probs)).sum() * f.dx
             left = f.probs[d][f.x < 0].sum()
-            assert f"W1 {w1:.2f}" in title and f"modes {tm._pct(left)}" in title
+            assert f"W1 {w1:.2f}" in title and f"modes {tm.mass_pct(left)}" in title
             assert tm.headline(m, d) in title
     fig = tf.fit_figure(f)  # shared axes: every panel shows the same x and y ranges
     ranges = {(tuple(ax.range), tuple(ay.range)) for ax, ay in zip(
@@ -360,7 +360,7 @@ def test_mode_averaging_under_kl(preset_fits):
     d = m.row("kl")
     assert m.gap_mass[d] > max(10 * m.teacher_gap_mass, 0.2)
     line = next(s for s in tm.outcomes(m) if s.startswith("**Mode averaging**"))
-    assert f"KL (forward) {tm._pct(m.gap_mass[d])}" in line
+    assert f"KL (forward) {tm.mass_pct(m.gap_mass[d])}" in line
 
 
 def test_mode_collapse_under_reverse_kl(preset_fits):
