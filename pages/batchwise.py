@@ -34,10 +34,7 @@ def robustness_cached(preset: str, _progress=None) -> dict:
 # recipe); the other three students follow below it.
 FIRST_PANELS = ("kl", "sinkd", "recipe")
 OTHER_PANELS = ("rkl", "js", "class_ot")
-title_col, preset_col = st.columns([3, 2])
-title_col.title("What SinKD matches")
-with preset_col:
-    preset_name = view.presets(notice=False)
+preset_name = view.header("What SinKD matches")
 preset = SPEC.presets[preset_name]
 on_preset = view.matches(preset)
 
