@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sinkd.distill.config import DistillConfig
-from sinkd.distill.jobs import Job
+from sinkd.distill.jobs import Job, list_records, runs_dir
 from sinkd.distill.models import default_cache_dir
 from sinkd.validation import check_choice, check_int
 
@@ -34,6 +34,9 @@ UPLOAD_SUFFIXES = (".csv", ".tsv")
 # A classroom's tables are far smaller; this bounds what one visitor makes the server store and
 # parse (the page's uploader and `--server.maxUploadSize` in the Makefile say the same).
 MAX_UPLOAD_BYTES = 20 * 2**20
+# Every visitor's uploads together: the disk a server gives them (a hostile visitor could
+# otherwise fill it with distinct files); the least recently used go first.
+MAX_UPLOADS_TOTAL = 25 * MAX_UPLOAD_BYTES
 
 
 class BusyError(RuntimeError):
@@ -165,13 +168,17 @@ def shared_board() -> JobBoard:
     return JobBoard()
 
 
-def store_upload(data: bytes, name: str, folder: str | Path | None = None) -> Path:
+def store_upload(data: bytes, name: str, folder: str | Path | None = None, *,
+                 keep: Iterable[str | Path] | None = None) -> Path:
     """Write an uploaded table to ``<folder>/<sha256 of data>.<csv|tsv>``; return its path.
 
     The path comes from the bytes' hash and the suffix of ``name`` (which must be ``.csv`` or
-    ``.tsv``), never from ``name`` itself; equal bytes reuse one file. ``folder`` defaults to
-    ``<sinkd cache>/uploads``. Raises ValueError for empty data, data over
-    :data:`MAX_UPLOAD_BYTES` or another suffix.
+    ``.tsv``), never from ``name`` itself; equal bytes reuse one file (and mark it used now).
+    ``folder`` defaults to ``<sinkd cache>/uploads``. The folder's tables stay under
+    :data:`MAX_UPLOADS_TOTAL` bytes: to make room, the least recently used are removed, except
+    those in ``keep`` (default: the tables the saved runs' records of ``<sinkd cache>/runs``
+    name, so that a stopped run can resume). Raises ValueError for empty data, data over
+    :data:`MAX_UPLOAD_BYTES`, another suffix, or no room left once all else is removed.
 
     >>> import tempfile
     >>> folder, data = tempfile.mkdtemp(), b"text,label\\n"
@@ -187,9 +194,32 @@ def store_upload(data: bytes, name: str, folder: str | Path | None = None) -> Pa
     suffix = check_choice("name's suffix", Path(str(name)).suffix.lower(), UPLOAD_SUFFIXES)
     folder = Path(folder) if folder is not None else default_cache_dir() / "uploads"
     path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
-    if not path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-        part.write_bytes(data)
-        part.replace(path)  # atomic: a reader never sees half a file
+    if path.is_file():
+        os.utime(path)  # used again: the last to be removed for room
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    if keep is None:
+        keep = [r.config.get("data") for _, r in list_records(runs_dir())]
+    _make_room(folder, len(data), {Path(p).resolve() for p in keep if p})
+    part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    part.write_bytes(data)
+    part.replace(path)  # atomic: a reader never sees half a file
     return path
+
+
+def _make_room(folder: Path, size: int, keep: set[Path]) -> None:
+    """Remove ``folder``'s least recently used tables (not in ``keep``) until ``size`` more
+    bytes fit under :data:`MAX_UPLOADS_TOTAL`; ValueError if they cannot."""
+    tables = sorted((p for p in folder.iterdir() if p.suffix in UPLOAD_SUFFIXES),
+                    key=lambda p: p.stat().st_mtime)
+    total = sum(p.stat().st_size for p in tables)
+    for table in tables:
+        if total + size <= MAX_UPLOADS_TOTAL:
+            break
+        if table.resolve() not in keep:
+            total -= table.stat().st_size
+            table.unlink(missing_ok=True)
+    if total + size > MAX_UPLOADS_TOTAL:
+        raise ValueError(f"the server's space for uploads ({MAX_UPLOADS_TOTAL / 2**20:.0f} MB) "
+                         "is taken by tables that saved runs use; ask its operator to remove "
+                         "old runs")

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -272,17 +273,48 @@ def test_board_checks_its_arguments_and_forgets_old_finished_jobs():
     assert board.job(f"owner{sessions.MAX_KEPT}").snapshot()[0]["status"] == "failed"
 
 
+def test_uploads_stay_under_their_total_and_saved_runs_keep_their_tables(
+        tmp_path, monkeypatch):
+    """With room for three ~1,000-byte tables, a fourth removes the least recently used one (a
+    table uploaded again counts as used now), never one in ``keep``; by default ``keep`` is
+    every table a saved run's record names (SINKD_CACHE/runs); with only kept tables left and
+    no room, the upload is refused with a ValueError naming the limit, and nothing is written."""
+    monkeypatch.setattr(sessions, "MAX_UPLOADS_TOTAL", 3000)
+    folder = tmp_path / "uploads"
+    tables = [f"text,label\n{'x' * 980}{i},1\n".encode()[:1000] for i in range(5)]
+    paths = []
+    for i, data in enumerate(tables[:3]):
+        paths.append(sessions.store_upload(data, "t.csv", folder, keep=()))
+        os.utime(paths[-1], (1e9 + i, 1e9 + i))  # uploaded in this order
+    sessions.store_upload(tables[0], "t.csv", folder, keep=())  # used again: now the newest
+    paths.append(sessions.store_upload(tables[3], "t.csv", folder, keep=()))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        p.name for p in (paths[0], paths[2], paths[3]))  # table 1 went: least recently used
+    # a saved run names table 2 (the oldest now): the default keep protects it
+    monkeypatch.setenv("SINKD_CACHE", str(tmp_path))
+    record = RunRecord(config={"recipe": "ce", "steps": 10, "seed": 0, "data": str(paths[2])})
+    save_record(record, distill_jobs.runs_dir() / "ce-seed0.json")
+    os.utime(paths[2], (1e9, 1e9))
+    fifth = sessions.store_upload(tables[4], "t.csv", folder)
+    assert paths[2].is_file() and fifth.is_file() and not paths[0].is_file()
+    with pytest.raises(ValueError, match=r"space for uploads \(0 MB\) is taken"):
+        sessions.store_upload(b"text,label\nnew,1\n", "t.csv", folder,
+                              keep=[paths[2], paths[3], fifth])
+    assert len(list(folder.iterdir())) == 3
+
+
 def test_store_upload_names_the_file_by_its_bytes_only(tmp_path):
     """The stored path is <folder>/<first 32 hex of sha256(bytes)><.csv|.tsv>: the upload's
     name gives only the (lower-cased) suffix, so '../' in it leads nowhere; equal bytes reuse
-    the file untouched; empty data, data over the cap and other suffixes are ValueErrors."""
+    the file (its content untouched, its time of use renewed); empty data, data over the cap
+    and other suffixes are ValueErrors."""
     data = b"text\tlabel\ngood\t1\n"
-    path = sessions.store_upload(data, "../../etc/passwd.TSV", tmp_path)
+    path = sessions.store_upload(data, "../../etc/passwd.TSV", tmp_path, keep=())
     assert path == tmp_path / f"{hashlib.sha256(data).hexdigest()[:32]}.tsv"
     assert path.read_bytes() == data and [p.name for p in tmp_path.iterdir()] == [path.name]
-    mtime = path.stat().st_mtime_ns
-    assert sessions.store_upload(data, "other.tsv", tmp_path) == path
-    assert path.stat().st_mtime_ns == mtime
+    os.utime(path, (1e9, 1e9))
+    assert sessions.store_upload(data, "other.tsv", tmp_path, keep=()) == path
+    assert path.read_bytes() == data and path.stat().st_mtime > 1e9
     with pytest.raises(ValueError, match=r"name's suffix must be one of \('.csv', '.tsv'\)"):
         sessions.store_upload(data, "passwd", tmp_path)
     with pytest.raises(ValueError, match="non-empty bytes"):
