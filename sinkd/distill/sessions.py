@@ -176,9 +176,10 @@ def store_upload(data: bytes, name: str, folder: str | Path | None = None, *,
     ``.tsv``), never from ``name`` itself; equal bytes reuse one file (and mark it used now).
     ``folder`` defaults to ``<sinkd cache>/uploads``. The folder's tables stay under
     :data:`MAX_UPLOADS_TOTAL` bytes: to make room, the least recently used are removed, except
-    those in ``keep`` (default: the tables the saved runs' records of ``<sinkd cache>/runs``
-    name, so that a stopped run can resume). Raises ValueError for empty data, data over
-    :data:`MAX_UPLOAD_BYTES`, another suffix, or no room left once all else is removed.
+    those in ``keep`` (default: the tables named by the saved runs' records in the runs folder
+    beside ``folder``, ``<folder>/../runs``, so that a stopped run can resume). Raises
+    ValueError for empty data, data over :data:`MAX_UPLOAD_BYTES`, another suffix, or no room
+    left once all else is removed.
 
     >>> import tempfile
     >>> folder, data = tempfile.mkdtemp(), b"text,label\\n"
@@ -199,7 +200,7 @@ def store_upload(data: bytes, name: str, folder: str | Path | None = None, *,
         return path
     folder.mkdir(parents=True, exist_ok=True)
     if keep is None:
-        keep = [r.config.get("data") for _, r in list_records(runs_dir())]
+        keep = [r.config.get("data") for _, r in list_records(runs_dir(folder.parent))]
     _make_room(folder, len(data), {Path(p).resolve() for p in keep if p})
     part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
     part.write_bytes(data)

@@ -277,7 +277,8 @@ def test_uploads_stay_under_their_total_and_saved_runs_keep_their_tables(
         tmp_path, monkeypatch):
     """With room for three ~1,000-byte tables, a fourth removes the least recently used one (a
     table uploaded again counts as used now), never one in ``keep``; by default ``keep`` is
-    every table a saved run's record names (SINKD_CACHE/runs); with only kept tables left and
+    every table a saved run's record names in the runs folder beside the uploads (a cache's
+    runs/ and uploads/); with only kept tables left and
     no room, the upload is refused with a ValueError naming the limit, and nothing is written."""
     monkeypatch.setattr(sessions, "MAX_UPLOADS_TOTAL", 3000)
     folder = tmp_path / "uploads"
@@ -291,9 +292,8 @@ def test_uploads_stay_under_their_total_and_saved_runs_keep_their_tables(
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         p.name for p in (paths[0], paths[2], paths[3]))  # table 1 went: least recently used
     # a saved run names table 2 (the oldest now): the default keep protects it
-    monkeypatch.setenv("SINKD_CACHE", str(tmp_path))
     record = RunRecord(config={"recipe": "ce", "steps": 10, "seed": 0, "data": str(paths[2])})
-    save_record(record, distill_jobs.runs_dir() / "ce-seed0.json")
+    save_record(record, distill_jobs.runs_dir(tmp_path) / "ce-seed0.json")
     os.utime(paths[2], (1e9, 1e9))
     fifth = sessions.store_upload(tables[4], "t.csv", folder)
     assert paths[2].is_file() and fifth.is_file() and not paths[0].is_file()
