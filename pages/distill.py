@@ -44,12 +44,15 @@ TEACHER_LABELS = {"": "MiniLM-L6 (packaged, offline)",
                   "bert-base-uncased": "BERT-base-uncased (the paper's; needs the hub)"}
 # Session-state keys outside the page's "distill_" prefix (shell.values_of reads that prefix).
 OWNER, START_ERROR, UPLOAD = "sinkd_owner", "sinkd_start_error", "sinkd_upload"
+XSRF_COOKIE = "_streamlit_xsrf"  # Streamlit's anti-forgery cookie: a secret token per browser
 
 
 def _owner() -> str:
-    """This browser session's id on the job board: made once, never shown, never in the URL."""
+    """This browser's id on the job board (from its XSRF cookie: every tab and reload of the
+    browser shares it), or this session's where the cookie is absent; never shown or in a URL."""
     if OWNER not in st.session_state:
-        st.session_state[OWNER] = uuid.uuid4().hex
+        st.session_state[OWNER] = (sessions.browser_owner(st.context.cookies.get(XSRF_COOKIE))
+                                   or uuid.uuid4().hex)
     return st.session_state[OWNER]
 
 
@@ -115,14 +118,14 @@ def _fmt_pct(x) -> str:
 
 
 def _machine(board: sessions.JobBoard) -> None:
-    """What runs on this machine, every session's runs, with controls for none of them."""
+    """What runs on this machine for other visitors, with controls for none of it."""
     rows = [{"recipe": r["recipe"], "seed": r["seed"], "status": r["status"],
              "progress": f"{r['step']} / {r['total']}"}
             for r in board.jobs(_owner()) if not r["yours"]]
     full = board.full
     if rows:
-        st.markdown(f"**Running on this machine for other sessions** ({board.running()} of "
-                    f"{board.max_jobs} job slot(s) in use; only the session that started a "
+        st.markdown(f"**Running on this machine for other visitors** ({board.running()} of "
+                    f"{board.max_jobs} job slot(s) in use; only the browser that started a "
                     "job can stop it)")
         st.dataframe(rows, hide_index=True, key="distill_machine")
     if st.session_state.pop("sinkd_was_full", False) and not full:
@@ -173,6 +176,7 @@ def _current(current: dict, runs: list[dict], job: distill_jobs.Job) -> None:
         t = current["teacher"]
         phase = "starting" if t is None else (
             "teacher loaded from the cache" if t["phase"] == "cache" else
+            "waiting for another run preparing the same teacher" if t["phase"] == "wait" else
             f"teacher {t['phase']} {t.get('split', '')} {t['done']}/{t['total']} (once: then "
             "cached for every run)")
         st.progress(0.0, text=f"{name}: {phase} · {eta}")
@@ -282,7 +286,7 @@ with top:
     busy = mine or board.full
     if board.full and not mine:
         st.warning(f"The machine is busy: {board.running()} of its {board.max_jobs} job slot(s) "
-                   "are in use by other sessions (listed below). Start is enabled again when one "
+                   "are in use by other visitors (listed below). Start is enabled again when one "
                    "ends.")
     if START_ERROR in st.session_state:
         st.error(f"Not started: {st.session_state.pop(START_ERROR)}")
@@ -297,8 +301,8 @@ with top:
                      help=("Your job is running: stop it or wait." if mine else
                            "The machine is busy: wait until a job ends." if busy else
                            "Queue these runs and train. Nothing runs before. The job belongs "
-                           "to this browser tab: reloading the tab leaves it running to its "
-                           "end."))
+                           "to this browser: its other tabs and a reload can stop it, other "
+                           "browsers cannot."))
     if stopped:
         with shell.guard():
             resumed = distill_jobs.resume_configs(stopped)

@@ -73,6 +73,11 @@ class CacheDir:
         """The file for the teacher's logits of ``key`` on ``split``."""
         return Path(self.root) / "logits" / f"{key}-{split}.pt"
 
+    def lock_file(self, key: str) -> Path:
+        """The file whose lock one process holds while it builds ``key``'s entry (beside the
+        teacher's folder, which a rebuild removes)."""
+        return Path(self.root) / "teachers" / f"{key}.lock"
+
     def manifest_file(self, key: str) -> Path:
         """The entry's manifest: settings, and size and sha256 of each file."""
         return self.teacher_dir(key) / MANIFEST

@@ -92,14 +92,16 @@ def save_checkpoint(path: str | os.PathLike, *, student: torch.nn.Module,
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
     """Read :func:`save_checkpoint`'s file (tensors and plain values only: weights_only).
 
+    ``mmap=True`` maps the tensors' bytes instead of reading them (a check before the run,
+    which reads the file again when it resumes: the weights and AdamW moments are most of it).
     Raises ValueError naming the file when it is not one: unreadable, truncated, a foreign
     pickle, or missing one of :data:`STATE_KEYS` or the random state.
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, KeyError,
             AttributeError, TypeError, IndexError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -140,8 +142,8 @@ def restore_random_state(state: dict[str, Any], rank: int = 0,
     return True
 
 
-def resumable(record_path: str | os.PathLike, config_fields: dict[str, Any],
-              ) -> tuple[RunRecord, dict[str, Any] | None]:
+def resumable(record_path: str | os.PathLike, config_fields: dict[str, Any], *,
+              mmap: bool = False) -> tuple[RunRecord, dict[str, Any] | None]:
     """The stopped or crashed record at ``record_path`` and its resume state, checked against
     a config.
 
@@ -152,6 +154,9 @@ def resumable(record_path: str | os.PathLike, config_fields: dict[str, Any],
     config_fields : dict
         The resuming run's config (``dataclasses.asdict``); it must equal the record's except
         for :data:`RESUMABLE_CHANGES`.
+    mmap : bool
+        Map the state's tensors rather than read them (:func:`load_checkpoint`): for a check
+        ahead of the run that discards the state.
 
     Returns
     -------
@@ -194,7 +199,7 @@ def resumable(record_path: str | os.PathLike, config_fields: dict[str, Any],
         raise ValueError(f"resume_from: {path} (the state of {record_path}) is missing; the run "
                          "cannot be resumed, start it again")
     try:
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, mmap=mmap)
     except ValueError as exc:
         raise ValueError(f"resume_from: {exc}") from None
     # a crashed run's record may hold rows past its last checkpoint (written before it)

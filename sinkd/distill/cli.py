@@ -107,7 +107,9 @@ def _run_one(config: DistillConfig, flag: _StopFlag, *, quiet: bool,
         if phase == "cache":
             return
         if phase not in bars:
-            desc = "teacher fine-tune" if phase == "fine-tune" else f"teacher {phase}"
+            desc = {"fine-tune": "teacher fine-tune",
+                    "wait": "waiting for another process preparing this teacher"}.get(
+                        phase, f"teacher {phase}")
             bars[phase] = tqdm(total=event["total"], desc=desc, file=sys.stderr, disable=quiet,
                                leave=False)
         if "loss" in event:
@@ -219,8 +221,9 @@ def _resumed_runs(args: argparse.Namespace) -> list[tuple[DistillConfig, Path]]:
             config = config_of(load_record(path))
             overrides = {"out": str(path), **({"device": args.device} if args.device else {})}
             config = DistillConfig.from_overrides(overrides, base=config)
-            # status, config and resume state checked now (exit 2), not after the teacher
-            checkpoints.resumable(path, dataclasses.asdict(config))
+            # status, config and resume state checked now (exit 2), not after the teacher; the
+            # state's tensors only mapped: the run reads them when it starts
+            checkpoints.resumable(path, dataclasses.asdict(config), mmap=True)
         except (ValueError, RecursionError) as exc:
             raise ValueError(f"--resume {path}: {exc}") from None
         runs.append((config, path))

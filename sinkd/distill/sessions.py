@@ -1,11 +1,13 @@
 """What an app server shares between its visitors: a board of distillation jobs, each owned by
-the session that started it, and the tables visitors upload, stored by content hash.
+the visitor that started it, and the tables visitors upload, stored by content hash.
 
 A :class:`JobBoard` holds at most ``max_jobs`` running :class:`~sinkd.distill.jobs.Job` s of
-one process. Only a job's owner (an opaque id the app keeps per browser session and never
+one process. Only a job's owner (an opaque id the app keeps per browser and never
 shows) can stop it, and only the owner can resume the runs its jobs wrote; everyone sees what
 runs (:meth:`JobBoard.jobs`: recipe, seed, status, progress, no owner ids). A full board refuses
-a new job with :class:`BusyError`. :func:`store_upload` writes an uploaded table under the
+a new job with :class:`BusyError`. :func:`browser_owner` makes that id from the browser's
+anti-forgery cookie, so that a reloaded tab, or a second tab of the same browser, keeps its
+job's controls. :func:`store_upload` writes an uploaded table under the
 cache, named by the hash of its bytes, so a run's config points to a file whose path no
 visitor chose.
 """
@@ -49,12 +51,47 @@ def _owner(owner: Any) -> str:
     return owner
 
 
+def browser_owner(xsrf_cookie: Any) -> str | None:
+    """The owner id of a browser: a hash of the secret token in its XSRF cookie, or None.
+
+    A Streamlit server gives each browser a random token in its ``_streamlit_xsrf`` cookie
+    (Tornado's version 2 format, ``2|<mask>|<token XOR mask>|<time>``, the mask new on every
+    page load) and sends it with every session's first request; the token is the same for
+    every tab and reload of that browser and unknown to any other visitor (links do not carry
+    cookies). The id is the SHA-256 of the unmasked token, so that the secret itself is never
+    kept. None when the cookie is absent (XSRF protection off) or not of that format: the app
+    then falls back to one id per session.
+
+    >>> token, masks = bytes(range(16)), (bytes.fromhex("01020304"), bytes.fromhex("ff00aa55"))
+    >>> cookies = [f"2|{m.hex()}|{bytes(t ^ m[i % 4] for i, t in enumerate(token)).hex()}|17"
+    ...            for m in masks]
+    >>> owner = browser_owner(cookies[0])
+    >>> owner == browser_owner(cookies[1]) == hashlib.sha256(token).hexdigest()
+    True
+    >>> browser_owner(None), browser_owner("2|zz|00|1"), browser_owner("1|abc")
+    (None, None, None)
+    """
+    if not isinstance(xsrf_cookie, str):
+        return None
+    parts = xsrf_cookie.strip('"').split("|")
+    if len(parts) != 4 or parts[0] != "2":
+        return None
+    try:
+        mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+    except ValueError:
+        return None
+    if len(mask) != 4 or len(masked) < 16:  # a 4-byte mask over a token of 16 bytes or more
+        return None
+    token = bytes(b ^ mask[i % 4] for i, b in enumerate(masked))
+    return hashlib.sha256(token).hexdigest()
+
+
 def _key(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
 class JobBoard:
-    """The distillation jobs of one process, each owned by the session that started it.
+    """The distillation jobs of one process, each owned by the visitor that started it.
 
     Parameters
     ----------

@@ -8,16 +8,21 @@ logits on every split with the checksums and settings that let a later run trust
 Distillation (:func:`sinkd.distill.train.train`) reads only those logits: the teacher never
 runs in its loop. Under torchrun rank 0 alone prepares the teacher;
 the other processes wait for it, then find it cached (:func:`sinkd.distill.parallel.main_first`).
+Otherwise one process at a time builds an entry (a file lock per key): two runs, or an app and a
+command line, started at once on one teacher fine-tune it once, the second reading the first's
+entry (two builders would delete and rewrite each other's files).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import filelock
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,6 +37,7 @@ TEACHER_SEED = 0  # the teacher is fine-tuned with one seed: every student seed 
 # the teacher's own fine-tuning recipe, fixed so that every student setting shares one teacher
 # (MiniLM-L6 on Rotten Tomatoes with it: 72% after 50 steps, 79% after 100, 80% after 150)
 TEACHER_RECIPE = dict(batch_size=32, weight_decay=0.01, warmup_fraction=0.1)  # lr: teacher_lr
+LOCK_POLL_S = 1.0  # how often a run waiting for another process's teacher asks should_stop
 
 
 class CacheWarning(UserWarning):
@@ -83,8 +89,9 @@ def prepare_teacher(config: DistillConfig, splits: Splits, *,
     verified first (:meth:`~sinkd.distill.cache.CacheDir.load_entry`: the sha256 of every file,
     the settings, the logits' shapes and finiteness); one that fails is named in a
     :class:`CacheWarning` and recomputed.
-    ``on_progress`` receives ``{"phase": "fine-tune" | "logits" | "cache", "done": int,
-    "total": int, ...}``; ``should_stop`` is asked before every fine-tuning step (True raises
+    ``on_progress`` receives ``{"phase": "wait" | "fine-tune" | "logits" | "cache", "done": int,
+    "total": int, ...}`` ("wait": another process is building this entry; this one then reads
+    it); ``should_stop`` is asked before every fine-tuning step and while waiting (True raises
     :class:`RunStoppedError`, caching nothing).
 
     Returns
@@ -94,16 +101,64 @@ def prepare_teacher(config: DistillConfig, splits: Splits, *,
     """
     cache, key = teacher_cache(config, splits)
     settings = teacher_settings(config, splits)
+    cached = _cached(cache, key, settings, warn=True)
+    if cached is None:
+        with _building(cache, key, on_progress, should_stop):
+            cached = _cached(cache, key, settings, warn=False)  # another process's, meanwhile
+            if cached is None:
+                return _build(config, splits, cache, key, settings, on_progress=on_progress,
+                              should_stop=should_stop)
+    _emit(on_progress, phase="cache", done=1, total=1, key=key)
+    return PreparedTeacher(None, cached)
+
+
+def _cached(cache: models.CacheDir, key: str, settings: dict[str, Any], *,
+            warn: bool) -> dict[str, Tensor] | None:
+    """The entry's verified logits, or None: absent, or failing its checks (named in a
+    :class:`CacheWarning` when ``warn``; the entry is a pure function of the settings, so it is
+    rebuilt)."""
     try:
-        cached = cache.load_entry(key, settings, {s: tuple(v) for s, v in
-                                                  settings["shapes"].items()})
-    except CacheError as e:  # named, then rebuilt: the entry is a pure function of the settings
-        warnings.warn(f"{e}: recomputing the cached teacher {cache.teacher_dir(key)}",
-                      CacheWarning, stacklevel=2)
-        cached = None
-    if cached is not None:
-        _emit(on_progress, phase="cache", done=1, total=1, key=key)
-        return PreparedTeacher(None, cached)
+        return cache.load_entry(key, settings, {s: tuple(v) for s, v in
+                                                settings["shapes"].items()})
+    except CacheError as e:
+        if warn:
+            warnings.warn(f"{e}: recomputing the cached teacher {cache.teacher_dir(key)}",
+                          CacheWarning, stacklevel=3)
+        return None
+
+
+@contextlib.contextmanager
+def _building(cache: models.CacheDir, key: str, on_progress: Callable[[dict], None] | None,
+              should_stop: Callable[[], bool] | None) -> Iterator[None]:
+    """Hold ``key``'s lock file while the block runs: waits (``{"phase": "wait"}``) while
+    another process builds the entry, asking ``should_stop`` every :data:`LOCK_POLL_S`."""
+    path = cache.lock_file(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(path)
+    waited = False
+    while True:
+        try:
+            lock.acquire(timeout=0 if not waited else LOCK_POLL_S)
+            break
+        except filelock.Timeout:
+            if not waited:
+                waited = True
+                _emit(on_progress, phase="wait", done=0, total=1, key=key)
+            if should_stop is not None and should_stop():
+                raise RunStoppedError("stopped while another process prepared the same "
+                                      "teacher") from None
+    if waited:
+        _emit(on_progress, phase="wait", done=1, total=1, key=key)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _build(config: DistillConfig, splits: Splits, cache: models.CacheDir, key: str,
+           settings: dict[str, Any], *, on_progress: Callable[[dict], None] | None,
+           should_stop: Callable[[], bool] | None) -> PreparedTeacher:
+    """Fine-tune the teacher, then write its entry: folder, logits, manifest last."""
     device = models.select_device(config.device)
     tokenizer = models.load_tokenizer(config.teacher_path())
     model = models.load_classifier(config.teacher_path(), splits.train.num_labels,

@@ -636,3 +636,50 @@ def test_hostile_links_show_no_server_file_and_an_upload_trains_on_its_copy(
             assert "2 run(s)" in page.locator("body").inner_text()
         finally:
             page.close()
+
+
+def test_a_job_keeps_its_controls_in_its_browser_and_no_other(
+        browser: BrowserContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """On a server of its own, a tab starts a long distillation job. Reloading that tab, and a
+    second tab of the same browser, still show its Stop button (the job belongs to the browser,
+    not to one Streamlit session); a second browser (another cookie jar) sees the job listed
+    with no Stop button and Start disabled. Stopped from the reloaded tab, the run is offered
+    for Resume there and not in the other browser."""
+    monkeypatch.setenv("SINKD_CACHE", str(tmp_path / "cache"))  # the server inherits it
+    query = ("teacher_steps=0&steps=3000&batch_size=2&max_length=8&student_layers=1"
+             "&train_limit=100&eval_limit=50")
+    stop_button = {"role": "button", "name": "Stop", "exact": True}
+    with _serve(tmp_path / "server.log") as base:
+        url = f"{base}/distill?{query}"
+        mine, other = browser.new_page(), browser.browser.new_context(
+            viewport={"width": 1280, "height": 720})
+        try:
+            mine.goto(url, timeout=TIMEOUT_MS)
+            _wait_until_idle(mine)
+            mine.get_by_role("button", name="Start", exact=True).click()
+            mine.get_by_role(**stop_button).wait_for(timeout=TIMEOUT_MS)
+            mine.reload(timeout=TIMEOUT_MS)
+            mine.get_by_role(**stop_button).wait_for(timeout=TIMEOUT_MS)
+            second_tab = browser.new_page()
+            second_tab.goto(url, timeout=TIMEOUT_MS)
+            second_tab.get_by_role(**stop_button).wait_for(timeout=TIMEOUT_MS)
+            second_tab.close()
+
+            stranger = other.new_page()
+            stranger.goto(url, timeout=TIMEOUT_MS)
+            stranger.get_by_text("Running on this machine for other visitors").wait_for(
+                timeout=TIMEOUT_MS)
+            assert stranger.get_by_role(**stop_button).count() == 0
+            assert stranger.get_by_role("button", name="Start", exact=True).is_disabled()
+
+            mine.get_by_role(**stop_button).click()
+            resume = {"role": "button", "name": re.compile(r"^Resume 1 stopped run")}
+            mine.get_by_role(**resume).wait_for(timeout=2 * TIMEOUT_MS)
+            stranger.reload(timeout=TIMEOUT_MS)
+            _wait_until_idle(stranger)
+            assert not stranger.get_by_role("button", name="Start", exact=True).is_disabled()
+            assert stranger.get_by_role(**resume).count() == 0
+            assert not _exceptions(mine) and not _exceptions(stranger)
+        finally:
+            mine.close()
+            other.close()

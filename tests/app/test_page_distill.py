@@ -386,7 +386,7 @@ def test_a_job_belongs_to_the_session_that_started_it(cache):
     assert total == 3000 and 1 <= step < 3000
     assert not any(b.key == K + "stop" for b in second.button)
     assert second.button(key=K + "start").disabled
-    assert any("The machine is busy: 1 of its 1 job slot(s) are in use by other sessions"
+    assert any("The machine is busy: 1 of its 1 job slot(s) are in use by other visitors"
                in w.value for w in second.warning)
     board, owner = sessions.shared_board(), second.session_state[OWNER]
     assert owner != first.session_state[OWNER]

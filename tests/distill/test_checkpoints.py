@@ -121,3 +121,41 @@ def test_job_resumes_stopped_records(tiny, tmp_path):
     assert snap["status"] == "done", snap["error"]
     assert [e["step"] for e in snap["steps"]] == [3, 4]
     assert distill_jobs.resumable_records(distill_jobs.list_records(tmp_path)) == []
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far (/proc/self/io's rchar)."""
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+def test_the_check_before_a_resume_maps_the_state_the_run_reads_it(tmp_path):
+    """A resume state of a 2048 x 2048 student after one AdamW step (weights and two moments,
+    about 50 MB): load_checkpoint(mmap=True), the check the CLI makes before the teacher,
+    reads under a tenth of the file through read() (the tensors are mapped), the full load all
+    of it; both give the same step and bit-equal tensors."""
+    import torch
+
+    from sinkd.distill.checkpoints import save_checkpoint
+
+    student = torch.nn.Linear(2048, 2048)
+    optimizer = torch.optim.AdamW(student.parameters())
+    student(torch.randn(3, 2048)).sum().backward()
+    optimizer.step()
+    path = save_checkpoint(tmp_path / "run.resume.pt", student=student, optimizer=optimizer,
+                           best=None, step=1)
+    size = path.stat().st_size
+    assert size > 48e6
+    before = _bytes_read()
+    mapped = load_checkpoint(path, mmap=True)
+    mapped_read = _bytes_read() - before
+    before = _bytes_read()
+    full = load_checkpoint(path)
+    full_read = _bytes_read() - before
+    assert mapped_read < size / 10 and full_read >= size * 0.95, (mapped_read, full_read, size)
+    assert mapped["step"] == full["step"] == 1
+    assert all(torch.equal(mapped["student"][k], full["student"][k]) for k in full["student"])
+    moments = list(zip(mapped["optimizer"]["state"].values(),
+                       full["optimizer"]["state"].values(), strict=True))
+    assert len(moments) == 2 and all(torch.equal(m[k], f[k]) for m, f in moments
+                                     for k in ("exp_avg", "exp_avg_sq"))

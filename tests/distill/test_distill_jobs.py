@@ -322,3 +322,21 @@ def test_store_upload_names_the_file_by_its_bytes_only(tmp_path):
     with pytest.raises(ValueError, match="the limit is 20 MB"):
         sessions.store_upload(b"x" * (sessions.MAX_UPLOAD_BYTES + 1), "a.csv", tmp_path)
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_browser_is_one_owner_across_its_xsrf_cookies_and_browsers_differ():
+    """Cookies made by Streamlit's own XSRF encoder for one token (a new random mask each
+    page load) give one owner id, the SHA-256 of the token that Streamlit's decoder reads back;
+    another token gives another id; absent or malformed cookies give None (the page then falls
+    back to one id per session)."""
+    from streamlit.web.server.starlette import starlette_app_utils as xsrf
+
+    token, other = os.urandom(16), os.urandom(16)
+    cookies = [xsrf.generate_xsrf_token_string(token, 1_796_527_643) for _ in range(5)]
+    assert len(set(cookies)) > 1  # the masks differ: the cookies' text is no id
+    owners = {sessions.browser_owner(c) for c in cookies}
+    assert owners == {hashlib.sha256(xsrf.decode_xsrf_token_string(cookies[0])[0]).hexdigest()}
+    assert sessions.browser_owner(xsrf.generate_xsrf_token_string(other)) not in owners
+    for bad in (None, "", 42, "2|zz|00|1", "2|01020304|0a0b|1", "1|" + token.hex(),
+                cookies[0].replace("|", ":")):
+        assert sessions.browser_owner(bad) is None, bad

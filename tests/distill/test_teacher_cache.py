@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -189,3 +190,84 @@ def test_a_teacher_giving_nan_logits_is_refused_and_not_cached(tiny, tmp_path):
     cache, key = teacher_cache(cfg, splits)
     assert not cache.has_entry(key) and not cache.teacher_dir(key).exists()
     assert not any(cache.logits_file(key, s).exists() for s in SPLITS)
+
+
+# One process preparing a teacher: it waits for the file "go" (so that both start at once),
+# then writes what it saw: the progress phases, whether it fine-tuned, its logits.
+PREPARE_WORKER = """
+import dataclasses, json, sys, time, warnings
+from pathlib import Path
+import torch
+from sinkd.distill.config import DistillConfig
+from sinkd.distill.teacher import prepare_teacher
+from sinkd.distill.train import load_data
+
+config = DistillConfig(**json.loads(sys.argv[1]))
+folder, me = Path(sys.argv[2]), sys.argv[3]
+splits = load_data(config)
+(folder / f"ready-{me}").touch()
+while not (folder / "go").exists():
+    time.sleep(0.01)
+phases = []
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # a CacheWarning (a half-written entry seen) fails the worker
+    model, logits = prepare_teacher(config, splits, on_progress=lambda e: phases.append(e["phase"]))
+torch.save(logits, folder / f"logits-{me}.pt")
+(folder / f"seen-{me}.json").write_text(json.dumps({"built": model is not None,
+                                                    "phases": sorted(set(phases))}))
+"""
+
+
+def test_two_processes_preparing_one_teacher_at_once_fine_tune_it_once(tiny, tmp_path):
+    """Two processes released at the same instant on one empty cache entry (a teacher long
+    enough to fine-tune that both find the entry missing): one fine-tunes and writes the entry,
+    the other waits for it (phase "wait") and reads it from the cache; both get the same logits,
+    neither sees a half-written entry, and the entry verifies afterwards."""
+    import subprocess
+    import sys
+
+    cfg = _config(tiny, tmp_path / "cache", teacher_steps=150)
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    workers = [subprocess.Popen([sys.executable, "-c", PREPARE_WORKER, json.dumps(fields),
+                                 str(tmp_path), str(i)]) for i in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready-{i}").exists() for i in range(2)):
+            assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
+            time.sleep(0.05)
+        (tmp_path / "go").touch()
+        assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    finally:
+        for w in workers:
+            w.kill()
+    seen = [json.loads((tmp_path / f"seen-{i}.json").read_text()) for i in range(2)]
+    builder, reader = sorted(seen, key=lambda s: not s["built"])
+    assert builder == {"built": True, "phases": ["fine-tune", "logits"]}, seen
+    assert reader == {"built": False, "phases": ["cache", "wait"]}, seen
+    logits = [torch.load(tmp_path / f"logits-{i}.pt") for i in range(2)]
+    assert all(torch.equal(logits[0][s], logits[1][s]) for s in SPLITS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        entry = prepare_teacher(cfg, load_data(cfg))
+    assert entry.model is None and all(torch.equal(entry.logits[s], logits[0][s]) for s in SPLITS)
+
+
+def test_a_run_waiting_for_another_process_teacher_can_be_stopped(clean, tmp_path):
+    """While another process holds the entry's lock (here: the test, through the lock file),
+    prepare_teacher reports "wait", asks should_stop, and stops with RunStoppedError, caching
+    nothing; once the lock is free it builds the entry."""
+    import filelock
+
+    from sinkd.distill.teacher import RunStoppedError
+
+    cfg, splits = dataclasses.replace(clean[0], cache_dir=str(tmp_path / "cache")), clean[1]
+    cache, key = teacher_cache(cfg, splits)
+    cache.lock_file(key).parent.mkdir(parents=True)
+    phases, asked = [], []
+    with filelock.FileLock(cache.lock_file(key)):
+        with pytest.raises(RunStoppedError, match="another process"):
+            prepare_teacher(cfg, splits, on_progress=lambda e: phases.append(e["phase"]),
+                            should_stop=lambda: asked.append(1) or len(asked) >= 2)
+    assert phases == ["wait"] and len(asked) == 2 and not cache.has_entry(key)
+    model, logits = prepare_teacher(cfg, splits)
+    assert model is not None and all(torch.equal(logits[s], clean[2][s]) for s in SPLITS)
