@@ -167,8 +167,13 @@ class Problem:
     zero_mass: bool = True  # some mass is 0 (or not known to be positive)
 
     def safe_log(self, x: Array) -> Array:
-        """log(x) with log(0) = -inf, and a finite gradient there (a zero mass or scaling)."""
-        positive = x > 0
+        """log(x) with log(0) = -inf, and a finite gradient there (a zero mass or scaling).
+
+        Subnormal x (below the dtype's smallest normal number) counts as 0: its gradient 1 / x
+        overflows (float32 softmax tails reach 1e-45), and inf times a zero is NaN; the mass
+        it drops is below the dtype's resolution of any positive total.
+        """
+        positive = x >= self.tiny
         return self.ops.where(positive, self.ops.log(self.ops.where(positive, x, 1.0)),
                               -math.inf)
 

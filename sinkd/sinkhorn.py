@@ -227,6 +227,9 @@ def sinkhorn(
         "kernel" scales ``exp(-C / reg)``: fastest, underflows (NaN) when ``C / reg`` is large.
         "log" is stabilised (absorbed potentials, exact log-domain redo of a block that
         overflows): finite for any ``reg`` and dtype, about as fast where the kernel works.
+        Where the kernel underflows and an unrolled gradient is needed (an input requires
+        grad), "log" runs plain log-sum-exp iterations instead (the same iterates, slower),
+        whose backward stays finite where the kernel steps' would be NaN on tiny masses.
         Where ``max |C| / reg`` overflows the dtype itself (a float32 cost of 1e38), it
         iterates in float64 and returns the dtype; beyond float64's range, a ValueError says
         which ``max |C|`` the ``reg`` allows. (``checks=False`` reads no max: no promotion.)
@@ -296,17 +299,21 @@ def sinkhorn(
             # (f + g - C) / reg would overflow this dtype (a float32 cost of 1e38 at reg
             # 0.1): the log iterations run in float64 and the results return in the dtype
             C, a, b, output = _promoted(arrays, values.max_abs_cost, reg)
-        if method == "auto":
-            safe = values is not None and kernel_is_safe(values.max_abs_cost, reg, C.dtype)
-            chosen = "kernel" if safe else "log"
-        else:
-            chosen = method
+        safe = values is not None and kernel_is_safe(values.max_abs_cost, reg, C.dtype)
+        chosen = ("kernel" if safe else "log") if method == "auto" else method
         finfo = torch.finfo(C.dtype) if torch_path else np.finfo(C.dtype)
         # a cost broadcast over the batch stays one matrix: one kernel for every problem
         problem = Problem(C=shared_cost(C.detach() if envelope else C), a=a, b=b, reg=reg,
                           ops=ops, tiny=float(finfo.tiny), log_max=math.log(float(finfo.max)),
                           zero_mass=values is None or values.zero_mass)
-        log_step = iterations.stabilised_step if checks else iterations.log_step
+        # Where the kernel underflows, the stabilised step's backward can overflow (a / (K v)
+        # with K v near underflow and a tiny mass: inf, times a zero of K: NaN), so there an
+        # unrolled gradient goes through plain log-sum-exp steps (the same iterates, slower),
+        # whose backward is bounded softmax weights.
+        unrolled = torch_path and not envelope and torch.is_grad_enabled() and any(
+            x.requires_grad for x in (C, a, b))
+        stabilised = checks and (safe or not unrolled)
+        log_step = iterations.stabilised_step if stabilised else iterations.log_step
 
         def solve(step: iterations.Step):
             with torch.no_grad() if envelope else contextlib.nullcontext():

@@ -310,6 +310,59 @@ def test_unrolled_gradient_through_the_log_domain_redo():
                      (x[: len(a)].clone().requires_grad_(),))
 
 
+def _far_student(n: int, mean: float, width: float, dtype=torch.float64):
+    """A teacher of two modes (at -2 and 2.5) on n bins of [-6, 6], the L1 cost, and the
+    (mean, log width) of a Gaussian student whose bin masses (a softmax) have tails far below
+    1e-100 (float64) or subnormal (float32)."""
+    x = torch.linspace(-6.0, 6.0, n, dtype=torch.float64)
+    b = torch.exp(-0.5 * ((x + 2.0) / 0.3) ** 2) + torch.exp(-0.5 * ((x - 2.5) / 0.5) ** 2)
+    C = (x[:, None] - x[None, :]).abs()
+    theta = torch.tensor([mean, np.log(width)], dtype=dtype)
+    return x.to(dtype), (b / b.sum()).to(dtype), C.to(dtype), theta
+
+
+def _student_cost(theta, x, b, C, reg, n_iters):
+    a = torch.softmax(-0.5 * ((x - theta[0]) / theta[1].exp()) ** 2, 0)
+    return sinkhorn(a, b, C, reg, n_iters=n_iters, tol=0, method="log").cost
+
+
+@pytest.mark.parametrize("n, reg, mean, width, n_iters", [
+    (40, 0.005, -3.0, 0.3, 20), (40, 0.001, -3.0, 0.05, 100), (80, 0.002, 4.0, 0.05, 20)])
+def test_log_gradient_is_exact_where_the_kernel_underflows_on_tiny_masses(
+        n, reg, mean, width, n_iters):
+    """The divergence lab's hard case, through the default (checked) "log" method: a student
+    far from a two-mode teacher, masses down to 1e-190, reg 0.001 to 0.005 (the kernel
+    underflows). The unrolled gradient with respect to the student's mean and log width is
+    finite and equals finite differences (gradcheck, float64). The stabilised kernel steps'
+    backward gave NaN here (inf from a / (K v) times a zero of K)."""
+    x, b, C, theta = _far_student(n, mean, width)
+    assert gradcheck(lambda t: _student_cost(t, x, b, C, reg, n_iters),
+                     (theta.requires_grad_(),))
+
+
+def test_subnormal_float32_masses_count_as_zero_with_a_finite_gradient():
+    """float32 masses with subnormal entries (a float32 softmax's tails): the cost and its
+    gradient with respect to the masses are finite (1 / x of a subnormal overflows: inf, and
+    NaN once multiplied by a zero) and equal, to float32 precision, the float64 solution of
+    the same problem with those entries set to 0 (the solver counts them as zero mass)."""
+    x, b, C, theta = _far_student(80, 0.0, 0.3, torch.float32)
+    a = torch.softmax(-0.5 * ((x - theta[0]) / theta[1].exp()) ** 2, 0)
+    subnormal = (a > 0) & (a < torch.finfo(torch.float32).tiny)
+    assert int(subnormal.sum()) >= 2
+    kw = dict(reg=0.005, n_iters=5, tol=0, method="log")
+    a32 = a.clone().requires_grad_()
+    cost32 = sinkhorn(a32, b, C, **kw).cost
+    (grad32,) = torch.autograd.grad(cost32, a32)
+    a64, b64 = torch.where(subnormal, 0.0, a).double(), b.double()
+    a64 = (a64 / a64.sum()).requires_grad_()  # the float32 totals differ by round-off
+    cost64 = sinkhorn(a64, b64 / b64.sum(), C.double(), **kw).cost
+    (grad64,) = torch.autograd.grad(cost64, a64)
+    assert torch.isfinite(grad32).all()
+    assert float(cost32.detach()) == pytest.approx(float(cost64.detach()), rel=1e-5)
+    bulk = a > 1e-6
+    assert_allclose(grad32[bulk].double(), grad64[bulk], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_envelope_gradients_are_the_plan(method):
     """grad='envelope': d cost / dC == P exactly (the plan held constant), and at convergence
