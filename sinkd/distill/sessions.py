@@ -14,8 +14,10 @@ visitor chose.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -32,6 +34,8 @@ from sinkd.validation import check_choice, check_int
 # reset the other's threads when it ends; on a GPU both students would also share its memory.
 MAX_JOBS = 1
 MAX_KEPT = 64  # finished jobs kept for their owners' pages; older ones are dropped first
+# in the runs folder: which browser started each saved run (JSON; not *.json, which are records)
+OWNERS_FILE = ".owners"
 UPLOAD_SUFFIXES = (".csv", ".tsv")
 # A classroom's tables are far smaller; this bounds what one visitor makes the server store and
 # parse (the page's uploader and `--server.maxUploadSize` in the Makefile say the same).
@@ -97,6 +101,10 @@ class JobBoard:
     ----------
     max_jobs : int
         How many jobs may run at once, in [1, 64] (default :data:`MAX_JOBS`).
+    owners_file : path-like, optional
+        A JSON file mapping each record a job wrote to its owner, read at construction and
+        rewritten at each start: a server restarted after a crash still lets each browser
+        resume its own crashed or stopped runs (and no one else's). None keeps it in memory.
 
     Examples
     --------
@@ -108,11 +116,12 @@ class JobBoard:
     [(True, 'sinkd', 'failed')]
     """
 
-    def __init__(self, max_jobs: int = MAX_JOBS) -> None:
+    def __init__(self, max_jobs: int = MAX_JOBS, owners_file: str | Path | None = None) -> None:
         self.max_jobs = check_int("max_jobs", max_jobs, low=1, high=64)
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}  # owner -> its latest job (insertion order: oldest first)
-        self._records: dict[str, set[str]] = {}  # owner -> the record files its jobs wrote
+        self._owners_file = Path(owners_file) if owners_file is not None else None
+        self._owner_of: dict[str, str] = _read_owners(self._owners_file)  # record -> owner
 
     def start(self, owner: str, configs: Iterable[DistillConfig], *, threads: int | None = None,
               resume_from: Sequence[str | Path | None] | None = None) -> Job:
@@ -133,15 +142,16 @@ class JobBoard:
                 raise BusyError(f"the machine is busy: {running} of its {self.max_jobs} job "
                                 f"slot(s) in use by other sessions; start again when one ends")
             foreign = [str(p) for p in resume_from or [] if p is not None
-                       and _key(p) not in self._records.get(owner, set())]
+                       and self._owner_of.get(_key(p)) != owner]
             if foreign:
                 raise PermissionError(f"resume_from names runs this session did not start: "
                                       f"{[Path(p).name for p in foreign]}")
             job = Job(configs, threads=threads, resume_from=resume_from)
             self._jobs.pop(owner, None)  # re-inserted last: the order is the start order
             self._jobs[owner] = job.start()
-            self._records.setdefault(owner, set()).update(
-                _key(c.out) for c in configs if c.out is not None)
+            self._owner_of = {k: v for k, v in self._owner_of.items() if Path(k).exists()}
+            self._owner_of.update({_key(c.out): owner for c in configs if c.out is not None})
+            _write_owners(self._owners_file, self._owner_of)
             self._forget_old()
         return job
 
@@ -165,7 +175,7 @@ class JobBoard:
 
     def owns(self, owner: str, path: str | Path) -> bool:
         """Whether one of ``owner``'s jobs wrote the record at ``path`` (so it may resume it)."""
-        return _key(path) in self._records.get(_owner(owner), set())
+        return self._owner_of.get(_key(path)) == _owner(owner)
 
     def running(self) -> int:
         """How many jobs are running now."""
@@ -199,10 +209,37 @@ class JobBoard:
         return all(job.wait(timeout) for job in jobs)
 
 
+def _read_owners(path: Path | None) -> dict[str, str]:
+    """The record -> owner map of ``path``; empty when there is none or it is unreadable (then
+    no one may resume the old runs from the app: the command line still can)."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        owners = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(owners, dict):
+        return {}
+    return {k: v for k, v in owners.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _write_owners(path: Path | None, owners: dict[str, str]) -> None:
+    """Rewrite ``path`` atomically (on an OSError the runs still start: only a restart would
+    forget their owners)."""
+    if path is None:
+        return
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{os.getpid()}.part")
+        part.write_text(json.dumps(owners, indent=0, sort_keys=True))
+        part.replace(path)
+
+
 @functools.cache
 def shared_board() -> JobBoard:
-    """The board of this process: every page and session of an app server shares it."""
-    return JobBoard()
+    """The board of this process: every page and session of an app server shares it; who owns
+    which saved run is kept beside the runs (``<runs>/.owners``) across restarts."""
+    return JobBoard(owners_file=runs_dir() / OWNERS_FILE)
 
 
 def store_upload(data: bytes, name: str, folder: str | Path | None = None, *,

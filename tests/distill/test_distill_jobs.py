@@ -340,3 +340,30 @@ def test_a_browser_is_one_owner_across_its_xsrf_cookies_and_browsers_differ():
     for bad in (None, "", 42, "2|zz|00|1", "2|01020304|0a0b|1", "1|" + token.hex(),
                 cookies[0].replace("|", ":")):
         assert sessions.browser_owner(bad) is None, bad
+
+
+def test_a_restarted_board_lets_each_owner_resume_only_its_own_runs(tiny, tmp_path):
+    """A board with an owners file (as the app's) starts alice's run and is dropped with its
+    process's memory (a server restart). A new board on the same file still knows the record
+    is alice's: alice may resume it, bob gets PermissionError; a damaged owners file gives a
+    board that knows no one (the command line still resumes)."""
+    runs = distill_jobs.runs_dir(tmp_path)
+    owners = runs / sessions.OWNERS_FILE
+    board = sessions.JobBoard(owners_file=owners)
+    job = board.start("alice", _long(tiny, tmp_path))
+    _first_step(job)
+    board.stop("alice")
+    assert job.wait(120)
+    path = job.snapshot()[0]["path"]
+    restarted = sessions.JobBoard(owners_file=owners)
+    assert restarted.owns("alice", path) and not restarted.owns("bob", path)
+    assert restarted.job("alice") is None  # the job itself is gone with the old process
+    configs = distill_jobs.resume_configs([path])
+    with pytest.raises(PermissionError, match="did not start"):
+        restarted.start("bob", configs, resume_from=[path])
+    resumed = restarted.start("alice", configs, resume_from=[path])
+    restarted.stop("alice")
+    assert resumed.wait(120) and resumed.snapshot()[0]["status"] == "stopped"
+    assert [p.name for p, _ in distill_jobs.list_records(runs)] == [Path(path).name]
+    owners.write_text("{not json")
+    assert not sessions.JobBoard(owners_file=owners).owns("alice", path)
