@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import sys
@@ -125,7 +126,8 @@ def rss_mb(pid: int) -> float:
 
 
 async def session(browser, base: str, k: int, page: str, args: argparse.Namespace,
-                  deadline: float, moves: list[Move], opened: list[tuple[str, float]]) -> None:
+                  deadline: float, moves: list[Move], opened: list[tuple[str, float]],
+                  together: asyncio.Barrier | None = None) -> None:
     timeout_ms = int(args.timeout * 1000)
     context = await browser.new_context(viewport=VIEWPORT)
     try:
@@ -141,6 +143,10 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
                 break
             await closed.first.click(timeout=timeout_ms)
         sliders = await tab.evaluate(SLIDERS_JS)
+        if together is not None:  # every session open before the first move
+            with contextlib.suppress(asyncio.BrokenBarrierError):
+                await together.wait()
+            together = None
         if not sliders:
             return
         first = None
@@ -177,6 +183,8 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
                               tuple(phases), note))
             await asyncio.sleep(args.think)
     finally:
+        if together is not None:  # this session failed to open: the others move without it
+            await together.abort()
         await context.close()
 
 
@@ -212,8 +220,9 @@ async def run_load(args: argparse.Namespace) -> dict:
                 start = time.monotonic()
                 deadline = start + args.duration
                 pages = args.pages
+                together = asyncio.Barrier(args.sessions) if args.together else None
                 jobs = [session(browser, base, k, pages[k % len(pages)], args, deadline, moves,
-                                opened) for k in range(args.sessions)]
+                                opened, together) for k in range(args.sessions)]
                 # Bounded in time: the sessions stop moving at the deadline; this is the cap on
                 # the last waits.
                 await asyncio.wait_for(asyncio.gather(*jobs),
@@ -279,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pages the sessions use, in turn (default: both)")
     parser.add_argument("--smoke", action="store_true",
                         help="one session on the transport page, one move")
+    parser.add_argument("--together", action="store_true",
+                        help="no session moves before every page is open (default: each moves "
+                        "once its own page is open, while others still open theirs)")
     parser.add_argument("--verbose", action="store_true", help="print every move")
     args = parser.parse_args(argv)
     if not 1 <= args.sessions <= MAX_SESSIONS:
@@ -302,7 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  session {m.session} {m.page:15s} {m.action:34s} {m.seconds:7.2f} "
                   f"{m.note}")
     print(f"{args.sessions} concurrent sessions ({', '.join(args.pages)}), {args.moves} slider "
-          f"moves each, think {args.think:g} s; input to settled page; {os.cpu_count()} CPUs, "
+          f"moves each, think {args.think:g} s, "
+          + ("moving once every page is open" if args.together else
+             "each moving once its page is open")
+          + f"; input to settled page; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at the end; wall {result['wall']:.0f} s")
     print(format_table(result, args.sessions))
     pages = sorted({m.page for m in result["moves"]})
