@@ -49,6 +49,40 @@ from bench.ui_latency import (  # noqa: E402
     summarize,
 )
 
+# Installed before the page's own scripts: the page time of the app's last websocket message,
+# and of the first one after an armed input. Under load the frontend can apply a whole run's
+# messages in one render, so that its run state never reads "running" in the document; those
+# messages still show that the run happened and when it ended.
+MESSAGES_JS = """(() => {
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', () => {
+        const now = performance.now(), s = window.__ui;
+        window.__lastMessage = now;
+        if (s && s.t0 !== null && !s.messageAt) s.messageAt = now;
+      });
+    }
+  };
+})()"""
+# SETTLED_JS, or, for a run that the document never showed running: a message after the input,
+# then the app idle with no message and no change of the document for ``quiet`` ms.
+SETTLED_OR_UNSEEN_JS = """(quiet) => {
+  const settled = (""" + SETTLED_JS + """)(quiet);
+  const s = window.__ui, now = performance.now();
+  if (settled || s.sawRun || !s.messageAt || now - window.__lastMessage < quiet) return settled;
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
+  if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+  const drawn = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(c => {
+      const p = c.querySelector('.js-plotly-plot');
+      return p && p._fullLayout && p.querySelector('.main-svg'); });
+  if (!drawn || now - s.lastMut < quiet) return false;
+  const end = Math.max(s.lastMut, window.__lastMessage);
+  return [(end - s.t0) / 1000, (s.messageAt - s.t0) / 1000, null, null];
+}"""
 P90_TARGET_S = 3.0
 LOAD_PAGES = ("transport", "divergence_lab")
 MAX_SESSIONS = 16  # bounded: one 2-core machine
@@ -132,6 +166,14 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
     context = await browser.new_context(viewport=VIEWPORT)
     try:
         tab = await context.new_page()
+        frames: dict[str, list[float]] = {"sent": [], "received": []}  # the app's websocket
+
+        def watch(ws) -> None:
+            ws.on("framesent", lambda _: frames["sent"].append(time.perf_counter()))
+            ws.on("framereceived", lambda _: frames["received"].append(time.perf_counter()))
+
+        tab.on("websocket", watch)
+        await tab.add_init_script(MESSAGES_JS)
         start = time.perf_counter()
         await tab.goto(page_url(base, page), timeout=timeout_ms)
         await tab.wait_for_function(LOADED_JS, timeout=timeout_ms, polling=100)
@@ -166,18 +208,30 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
             await thumb.focus()
             before = await thumb.get_attribute("aria-valuetext")
             await tab.evaluate(ARM_JS)
+            await tab.evaluate("() => { window.__ui.messageAt = 0; }")
+            pressed = time.perf_counter()
             await thumb.press(key)
             note = ""
             try:
-                handle = await tab.wait_for_function(SETTLED_JS, arg=QUIET_MS,
+                handle = await tab.wait_for_function(SETTLED_OR_UNSEEN_JS, arg=QUIET_MS,
                                                      timeout=timeout_ms, polling=100)
-                seconds, *phases = map(float, await handle.json_value())
+                seconds, *phases = (math.nan if x is None else float(x)
+                                    for x in await handle.json_value())
+                if math.isnan(phases[1]):
+                    note = "the document never showed the run running: timed by its messages"
             except Exception:  # a timeout: counted as failed, the session goes on
                 seconds, phases = math.nan, [math.nan] * 3
                 after = await thumb.get_attribute("aria-valuetext")
                 ran = await tab.evaluate("() => window.__ui.sawRun")
+                state = await tab.evaluate("() => document.querySelector("
+                                           "'[data-testid=\"stApp\"]')?.getAttribute("
+                                           "'data-test-script-state')")
+                sent, received = (sum(t >= pressed for t in frames[kind]) for kind in frames)
+                changed = await tab.evaluate("() => (window.__ui.lastMut - window.__ui.t0) / 1000")
                 note = (f"value {before} -> {after}, "
-                        + ("a run started" if ran else "no run started"))
+                        + ("a run started" if ran else "no run started")
+                        + f"; after the key {sent} message(s) sent, {received} received; "
+                        f"app {state}; document last changed {changed:.2f} s after the key")
             arrow = "→" if key == "ArrowRight" else "←"
             moves.append(Move(k, page, f"{info['label'][:30]} {arrow}", seconds,
                               tuple(phases), note))
@@ -254,9 +308,14 @@ def format_table(result: dict, sessions: int) -> str:
     opened = summarize([s for _, s in result["opened"]])
     lines.append(f"{'page open (first run)':22s} {opened['n']:4d} {sessions - opened['n']:6d} "
                  f"{opened['median']:9.2f} {opened['p90']:7.2f} {opened['max']:7.2f}")
-    all_stats = summarize([m.seconds for m in moves])
-    ok = all_stats["n"] > 0 and all_stats["p90"] <= P90_TARGET_S
+    # a move that never settled counts as slower than any (nearest-rank p90 over all moves)
+    times = sorted(m.seconds if math.isfinite(m.seconds) else math.inf for m in moves)
+    ok = bool(times) and times[math.ceil(0.9 * len(times)) - 1] <= P90_TARGET_S
     lines.append(f"target p90 <= {P90_TARGET_S:g} s: {'met' if ok else 'missed'}")
+    unseen = sum(m.note.startswith("the document never showed") for m in moves)
+    if unseen:
+        lines.append(f"{unseen} move(s) timed by the app's messages: the document never showed "
+                     "their run running (one render for the whole run)")
     lines.append(f"server RSS MB: before {result['rss_before']:.0f}, peak "
                  f"{result['rss_peak']:.0f}, after {result['rss_after']:.0f}")
     # Where the machine's CPU went (page opens included): in a classroom the browsers run on
