@@ -49,29 +49,48 @@ from bench.ui_latency import (  # noqa: E402
     summarize,
 )
 
-# Installed before the page's own scripts: the page time of the app's last websocket message,
-# and of the first one after an armed input. Under load the frontend can apply a whole run's
-# messages in one render, so that its run state never reads "running" in the document; those
-# messages still show that the run happened and when it ended.
+# Installed before the page's own scripts: the page times of the app's websocket messages that
+# start a run (ForwardMsg.new_session, field 4) and end it (script_finished, field 6) after an
+# armed input, read from each message's first field past ``hash`` (1) and ``metadata`` (2).
+# Under load the frontend can apply a whole run's messages in one render, so that its run state
+# never reads "running" in the document; these messages still say when the run started and ended.
 MESSAGES_JS = """(() => {
+  const kind = (data) => {
+    if (!(data instanceof ArrayBuffer)) return -1;
+    const b = new Uint8Array(data);
+    let i = 0;
+    const varint = () => { let x = 0, f = 1, c;
+      do { c = b[i++]; x += (c & 0x7f) * f; f *= 128; } while (c & 0x80 && i < b.length);
+      return x; };
+    while (i < b.length) {
+      const tag = varint(), field = Math.floor(tag / 8), wire = tag & 7;
+      if (field !== 1 && field !== 2) return field;
+      if (wire !== 2) return -1;
+      const length = varint();  // read before i is: varint() moves i
+      i += length;
+    }
+    return -1;
+  };
+  window.__messageKind = kind;  // for the tests
   const Native = window.WebSocket;
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
-      this.addEventListener('message', () => {
-        const now = performance.now(), s = window.__ui;
-        window.__lastMessage = now;
-        if (s && s.t0 !== null && !s.messageAt) s.messageAt = now;
+      this.addEventListener('message', (event) => {
+        const s = window.__ui, now = performance.now(), field = kind(event.data);
+        if (!s || s.t0 === null) return;
+        if (field === 4 && !s.startMsg) s.startMsg = now;
+        if (field === 6 && s.startMsg) s.endMsg = now;
       });
     }
   };
 })()"""
-# SETTLED_JS, or, for a run that the document never showed running: a message after the input,
-# then the app idle with no message and no change of the document for ``quiet`` ms.
+# SETTLED_JS, or, for a run that the document never showed running, the same conditions timed
+# by the run's first and last messages.
 SETTLED_OR_UNSEEN_JS = """(quiet) => {
   const settled = (""" + SETTLED_JS + """)(quiet);
   const s = window.__ui, now = performance.now();
-  if (settled || s.sawRun || !s.messageAt || now - window.__lastMessage < quiet) return settled;
+  if (settled || s.sawRun || !s.endMsg) return settled;
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
@@ -79,9 +98,10 @@ SETTLED_OR_UNSEEN_JS = """(quiet) => {
   const drawn = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(c => {
       const p = c.querySelector('.js-plotly-plot');
       return p && p._fullLayout && p.querySelector('.main-svg'); });
-  if (!drawn || now - s.lastMut < quiet) return false;
-  const end = Math.max(s.lastMut, window.__lastMessage);
-  return [(end - s.t0) / 1000, (s.messageAt - s.t0) / 1000, null, null];
+  const end = Math.max(s.lastMut, s.endMsg);
+  if (!drawn || now - end < quiet) return false;
+  return [end - s.t0, s.startMsg - s.t0, s.endMsg - s.startMsg, end - s.endMsg].map(
+      x => x / 1000);
 }"""
 P90_TARGET_S = 3.0
 LOAD_PAGES = ("transport", "divergence_lab")
@@ -208,16 +228,15 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
             await thumb.focus()
             before = await thumb.get_attribute("aria-valuetext")
             await tab.evaluate(ARM_JS)
-            await tab.evaluate("() => { window.__ui.messageAt = 0; }")
+            await tab.evaluate("() => { Object.assign(window.__ui, {startMsg: 0, endMsg: 0}); }")
             pressed = time.perf_counter()
             await thumb.press(key)
             note = ""
             try:
                 handle = await tab.wait_for_function(SETTLED_OR_UNSEEN_JS, arg=QUIET_MS,
                                                      timeout=timeout_ms, polling=100)
-                seconds, *phases = (math.nan if x is None else float(x)
-                                    for x in await handle.json_value())
-                if math.isnan(phases[1]):
+                seconds, *phases = map(float, await handle.json_value())
+                if not await tab.evaluate("() => window.__ui.sawRun"):
                     note = "the document never showed the run running: timed by its messages"
             except Exception:  # a timeout: counted as failed, the session goes on
                 seconds, phases = math.nan, [math.nan] * 3

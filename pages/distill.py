@@ -10,10 +10,10 @@ import shell
 from sinkd.distill import RECIPES, DistillConfig, sessions
 from sinkd.distill import eta as distill_eta
 from sinkd.distill import jobs as distill_jobs
+from sinkd.distill.comparison import compare
 from sinkd.distill.data import load_table
 from sinkd.distill.glue import GLUE_HELP, GLUE_TASKS
 from sinkd.distill.models import available_devices, default_cache_dir, select_device
-from sinkd.distill.records import compare
 from sinkd.lab import distill_figures, distill_spec, distill_tables
 
 view = shell.page("distill", distill_spec.spec(RECIPES, GLUE_TASKS))

@@ -26,10 +26,11 @@ when a model is first loaded.
 True
 """
 
+from sinkd.distill.comparison import compare, format_compare
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.jobs import Job
 from sinkd.distill.recipes import RECIPES, Recipe
-from sinkd.distill.records import RunRecord, compare, format_compare, load_record, save_record
+from sinkd.distill.records import RunRecord, load_record, save_record
 from sinkd.distill.steps import get_batch, lr_at
 from sinkd.distill.teacher import PreparedTeacher, prepare_teacher
 from sinkd.distill.train import evaluate, load_data, student_step, train

@@ -29,10 +29,11 @@ from tqdm import tqdm
 
 from sinkd.distill import checkpoints, parallel
 from sinkd.distill.checkpoints import config_of
+from sinkd.distill.comparison import compare, format_compare
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.paths import check_output_paths
 from sinkd.distill.recipes import RECIPES
-from sinkd.distill.records import RunRecord, compare, format_compare, load_record
+from sinkd.distill.records import RunRecord, load_record
 from sinkd.distill.tasks import TASKS, dry_run, resolve_epochs, task_settings
 from sinkd.distill.train import train
 from sinkd.validation import check_int

@@ -137,7 +137,8 @@ def compare_figure(table: pd.DataFrame, metric: str = "test",
     Parameters
     ----------
     table : pandas.DataFrame
-        :func:`sinkd.records.compare`'s output (``<metric>_mean``, ``<metric>_std`` columns).
+        :func:`sinkd.distill.comparison.compare`'s output (``<metric>_mean``, ``<metric>_std``
+        columns).
     metric : {"test", "best_dev", "final_dev"}
     parts : mapping, optional
         Each recipe's loss terms (``recipe.parts`` of :data:`sinkd.distill.RECIPES`): a bar's

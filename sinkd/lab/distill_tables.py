@@ -1,6 +1,6 @@
 """What the Distill a BERT page shows of its records: readable tables, short labels, run curves.
 
-:func:`sinkd.distill.records.compare` keeps its data columns (``test_mean``, ``test_std``, ...)
+:func:`sinkd.distill.comparison.compare` keeps its data columns (``test_mean``, ``test_std``, ...)
 for the CLI and the CSV download; this module turns them into what a reader sees: headers in
 words, accuracies in % as ``mean ± std``, "—" where a value is missing, and chart labels made of
 the recipe and only the settings that recipe reads (CE ignores α, β, λ, ...). It does not
@@ -69,7 +69,7 @@ def percent(mean: Any, std: Any = None) -> str:
 
 
 def parse_settings(text: str) -> list[tuple[str, str]]:
-    """The (field, value) pairs of :func:`~sinkd.distill.records.compare`'s ``settings``.
+    """The (field, value) pairs of :func:`~sinkd.distill.comparison.compare`'s ``settings``.
 
     >>> parse_settings("alpha=0.5, lr=0.0003")
     [('alpha', '0.5'), ('lr', '0.0003')]

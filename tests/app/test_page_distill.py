@@ -18,9 +18,10 @@ from sinkd.distill import RECIPES, sessions
 from sinkd.distill import data as distill_data
 from sinkd.distill import eta as distill_eta
 from sinkd.distill import jobs as distill_jobs
+from sinkd.distill.comparison import compare
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.glue import GLUE_TASKS
-from sinkd.distill.records import RunRecord, compare, save_record
+from sinkd.distill.records import RunRecord, save_record
 from sinkd.lab import distill_spec, distill_tables
 from sinkd.lab.spec import Range
 

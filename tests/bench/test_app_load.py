@@ -108,3 +108,47 @@ def test_target_counts_a_move_that_never_settled_as_slower_than_any():
     assert "target p90 <= 3 s: missed" in missed
     assert re.search(r"all pages +8 +2 +1\.00 +1\.00 +1\.00", missed), missed
     assert "1 move(s) timed by the app's messages" in missed
+
+
+def test_the_page_reads_the_kind_of_each_app_message_as_protobuf_does():
+    """The script installed in the page reads a ForwardMsg's type (the field number of its
+    oneof) from the raw bytes: for messages serialized by Streamlit's own protobuf classes, with
+    and without hash and metadata and with payloads over 127 bytes (two-byte lengths), it gives
+    the number protobuf's WhichOneof names (new_session 4, delta 5, script_finished 6)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    from bench.app_load import MESSAGES_JS
+    from bench.ui_latency import CHROMIUM_ARGS
+
+    messages = []
+    for hashed in (False, True):
+        m = ForwardMsg()
+        m.new_session.initialize.session_id = "s" * 300
+        m.delta.new_element.markdown.body = "x" * 200
+        m.script_finished = ForwardMsg.FINISHED_SUCCESSFULLY
+        for build in ("new_session", "delta", "script_finished"):
+            msg = ForwardMsg()
+            if hashed:
+                msg.hash = "h" * 40
+                msg.metadata.delta_path.extend([0, 1, 2])
+            if build == "script_finished":
+                msg.script_finished = ForwardMsg.FINISHED_WITH_COMPILE_ERROR
+            else:
+                getattr(msg, build).CopyFrom(getattr(m, build))
+            messages.append((msg.SerializeToString(), msg.WhichOneof("type")))
+    numbers = {f.name: f.number for f in ForwardMsg.DESCRIPTOR.fields}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.add_init_script(MESSAGES_JS)
+            page.goto("about:blank")
+            got = [page.evaluate("(bytes) => window.__messageKind(new Uint8Array(bytes).buffer)",
+                                 list(data)) for data, _ in messages]
+        finally:
+            browser.close()
+    assert got == [numbers[name] for _, name in messages] == [4, 5, 6] * 2

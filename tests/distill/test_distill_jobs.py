@@ -18,8 +18,9 @@ import pytest
 
 from sinkd.distill import jobs as distill_jobs
 from sinkd.distill import sessions
+from sinkd.distill.comparison import compare
 from sinkd.distill.config import DistillConfig
-from sinkd.distill.records import RunRecord, compare, load_record, save_record
+from sinkd.distill.records import RunRecord, load_record, save_record
 from sinkd.lab import distill_figures
 from sinkd.lab.style import COLORS
 

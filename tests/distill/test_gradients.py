@@ -16,10 +16,11 @@ from _spawn import spawn
 from test_distill import tiny_config
 
 from sinkd import SinKDLoss, distillation_objective, divergence, sinkd_loss
+from sinkd.distill.comparison import compare, format_compare
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.gradients import KEYS, term_gradient_norms
 from sinkd.distill.recipes import RECIPES
-from sinkd.distill.records import RunRecord, compare, format_compare
+from sinkd.distill.records import RunRecord
 from sinkd.distill.train import train
 from sinkd.lab import distill_figures
 from sinkd.lab.style import COLORS

@@ -29,7 +29,8 @@ from sinkd.distill.checkpoints import (
     load_checkpoint,
     resumable,
 )
-from sinkd.distill.records import RunRecord, compare, format_compare, load_record, save_record
+from sinkd.distill.comparison import compare, format_compare
+from sinkd.distill.records import RunRecord, load_record, save_record
 from sinkd.distill.train import train
 
 

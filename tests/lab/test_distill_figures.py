@@ -11,7 +11,8 @@ import pytest
 
 from sinkd.distill import RECIPES
 from sinkd.distill import jobs as distill_jobs
-from sinkd.distill.records import RunRecord, compare, load_record
+from sinkd.distill.comparison import compare
+from sinkd.distill.records import RunRecord, load_record
 from sinkd.lab import distill_figures, distill_tables
 from sinkd.lab.distill_tables import Curves
 from sinkd.lab.style import COLORS

@@ -27,7 +27,8 @@ def test_the_two_commands_are_make_targets_and_ci_calls_the_test_one():
 def test_results_table_is_computed_from_the_committed_records():
     """The README's Rotten Tomatoes table is exactly `compare --markdown` of the run records in
     docs/results/rotten-tomatoes (recipes in the README's order): no number typed by hand."""
-    from sinkd.distill.records import compare, format_compare, load_record
+    from sinkd.distill.comparison import compare, format_compare
+    from sinkd.distill.records import load_record
 
     folder = ROOT / "docs" / "results" / "rotten-tomatoes"
     records = [load_record(p) for recipe in ("ce", "kd", "rkl", "js", "sinkd")
