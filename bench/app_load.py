@@ -53,7 +53,8 @@ from bench.ui_latency import (  # noqa: E402
 # start a run (ForwardMsg.new_session, field 4) and end it (script_finished, field 6) after an
 # armed input, read from each message's first field past ``hash`` (1) and ``metadata`` (2).
 # Under load the frontend can apply a whole run's messages in one render, so that its run state
-# never reads "running" in the document; these messages still say when the run started and ended.
+# never reads "running" in the document; these messages still say when the run started and ended
+# (SETTLED_JS reads them then).
 MESSAGES_JS = """(() => {
   const kind = (data) => {
     if (!(data instanceof ArrayBuffer)) return -1;
@@ -85,24 +86,6 @@ MESSAGES_JS = """(() => {
     }
   };
 })()"""
-# SETTLED_JS, or, for a run that the document never showed running, the same conditions timed
-# by the run's first and last messages.
-SETTLED_OR_UNSEEN_JS = """(quiet) => {
-  const settled = (""" + SETTLED_JS + """)(quiet);
-  const s = window.__ui, now = performance.now();
-  if (settled || s.sawRun || !s.endMsg) return settled;
-  const app = document.querySelector('[data-testid="stApp"]');
-  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
-  if (document.querySelector('[data-testid="stSkeleton"]')) return false;
-  const drawn = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(c => {
-      const p = c.querySelector('.js-plotly-plot');
-      return p && p._fullLayout && p.querySelector('.main-svg'); });
-  const end = Math.max(s.lastMut, s.endMsg);
-  if (!drawn || now - end < quiet) return false;
-  return [end - s.t0, s.startMsg - s.t0, s.endMsg - s.startMsg, end - s.endMsg].map(
-      x => x / 1000);
-}"""
 P90_TARGET_S = 3.0
 LOAD_PAGES = ("transport", "divergence_lab")
 MAX_SESSIONS = 16  # bounded: one 2-core machine
@@ -228,12 +211,11 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
             await thumb.focus()
             before = await thumb.get_attribute("aria-valuetext")
             await tab.evaluate(ARM_JS)
-            await tab.evaluate("() => { Object.assign(window.__ui, {startMsg: 0, endMsg: 0}); }")
             pressed = time.perf_counter()
             await thumb.press(key)
             note = ""
             try:
-                handle = await tab.wait_for_function(SETTLED_OR_UNSEEN_JS, arg=QUIET_MS,
+                handle = await tab.wait_for_function(SETTLED_JS, arg=QUIET_MS,
                                                      timeout=timeout_ms, polling=100)
                 seconds, *phases = map(float, await handle.json_value())
                 if not await tab.evaluate("() => window.__ui.sawRun"):

@@ -72,35 +72,36 @@ INSTALL_JS = """() => {
   }).observe(document.body, {subtree: true, childList: true, attributes: true,
                              attributeOldValue: true, characterData: true});
 }"""
-ARM_JS = "() => { Object.assign(window.__ui, {armed: true, t0: null, sawRun: false}); }"
-# False until the page settled; then seconds [input to settled, input to the run's start (the
-# widget's debounce, the message, the server's queue), the run (the script, its elements
-# streaming in and drawn meanwhile), the run's end to settled (drawing what came last)].
-SETTLED_JS = """(quiet) => {
-  const s = window.__ui, now = performance.now();
-  if (s.t0 === null || !s.sawRun || s.idleAt < s.runAt) return false;
+ARM_JS = ("() => { Object.assign(window.__ui, {armed: true, t0: null, sawRun: false, "
+          "startMsg: 0, endMsg: 0}); }")
+# The app idle with every chart drawn: not running, no status widget or skeleton left (charts,
+# tables and download buttons load lazily), each Plotly chart with its SVG.
+IDLE_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
-  if (document.querySelector('[data-testid="stSkeleton"]')) return false;
-  const drawn = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(c => {
-      const p = c.querySelector('.js-plotly-plot');
-      return p && p._fullLayout && p.querySelector('.main-svg'); });
-  if (!drawn || now - s.lastMut < quiet) return false;
-  const end = Math.max(s.lastMut, s.idleAt);
-  return [end - s.t0, s.runAt - s.t0, s.idleAt - s.runAt, end - s.idleAt].map(x => x / 1000);
-}"""
-# The same conditions for a page that was just opened (no input to time from).
-LOADED_JS = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  if (!app || !document.querySelector('h1')) return false;
-  if (app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
   if (document.querySelector('[data-testid="stSkeleton"]')) return false;
   return [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(c => {
       const p = c.querySelector('.js-plotly-plot');
       return p && p._fullLayout && p.querySelector('.main-svg'); });
 }"""
+# False until the page settled; then seconds [input to settled, input to the run's start (the
+# widget's debounce, the message, the server's queue), the run (the script, its elements
+# streaming in and drawn meanwhile), the run's end to settled (drawing what came last)]. The run
+# is the one the document showed; where it never read "running" (the frontend applied a whole
+# run in one render, under load), the one the app's messages showed, when the page records
+# them (bench.app_load's MESSAGES_JS: startMsg, endMsg).
+SETTLED_JS = """(quiet) => {
+  const s = window.__ui, now = performance.now();
+  if (s.t0 === null) return false;
+  const [runAt, idleAt] = s.sawRun ? [s.runAt, s.idleAt] : [s.startMsg, s.endMsg];
+  if (!runAt || !idleAt || idleAt < runAt) return false;
+  if (!(""" + IDLE_JS + """)() || now - s.lastMut < quiet) return false;
+  const end = Math.max(s.lastMut, idleAt);
+  return [end - s.t0, runAt - s.t0, idleAt - runAt, end - idleAt].map(x => x / 1000);
+}"""
+# The same conditions for a page that was just opened (no input to time from).
+LOADED_JS = """() => !!document.querySelector('h1') && (""" + IDLE_JS + """)()"""
 # Every enabled slider thumb: its label, whether it sits at its maximum.
 SLIDERS_JS = """() => [...document.querySelectorAll('[data-testid="stSlider"]')].flatMap(s => {
   const t = s.querySelector('input[type="range"], [role="slider"]');
