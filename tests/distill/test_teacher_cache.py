@@ -67,7 +67,7 @@ def _recomputed(cfg, splits, file: Path, logits: dict) -> None:
     for s in SPLITS:
         torch.testing.assert_close(got[s], logits[s], rtol=0, atol=1e-6)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", CacheWarning)
         again, got2 = prepare_teacher(cfg, splits)
     assert again is None and all(torch.equal(got2[s], got[s]) for s in SPLITS)
 
@@ -199,7 +199,7 @@ import dataclasses, json, sys, time, warnings
 from pathlib import Path
 import torch
 from sinkd.distill.config import DistillConfig
-from sinkd.distill.teacher import prepare_teacher
+from sinkd.distill.teacher import CacheWarning, prepare_teacher
 from sinkd.distill.train import load_data
 
 config = DistillConfig(**json.loads(sys.argv[1]))
@@ -210,7 +210,7 @@ while not (folder / "go").exists():
     time.sleep(0.01)
 phases = []
 with warnings.catch_warnings():
-    warnings.simplefilter("error")  # a CacheWarning (a half-written entry seen) fails the worker
+    warnings.simplefilter("error", CacheWarning)  # a half-written entry seen fails the worker
     model, logits = prepare_teacher(config, splits, on_progress=lambda e: phases.append(e["phase"]))
 torch.save(logits, folder / f"logits-{me}.pt")
 (folder / f"seen-{me}.json").write_text(json.dumps({"built": model is not None,
@@ -247,7 +247,7 @@ def test_two_processes_preparing_one_teacher_at_once_fine_tune_it_once(tiny, tmp
     logits = [torch.load(tmp_path / f"logits-{i}.pt") for i in range(2)]
     assert all(torch.equal(logits[0][s], logits[1][s]) for s in SPLITS)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", CacheWarning)
         entry = prepare_teacher(cfg, load_data(cfg))
     assert entry.model is None and all(torch.equal(entry.logits[s], logits[0][s]) for s in SPLITS)
 
