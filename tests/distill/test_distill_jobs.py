@@ -368,3 +368,55 @@ def test_a_restarted_board_lets_each_owner_resume_only_its_own_runs(tiny, tmp_pa
     assert [p.name for p, _ in distill_jobs.list_records(runs)] == [Path(path).name]
     owners.write_text("{not json")
     assert not sessions.JobBoard(owners_file=owners).owns("alice", path)
+
+
+def test_two_boards_on_one_owners_file_keep_each_others_entries(tiny, tmp_path):
+    """Two servers sharing one cache folder (two boards on one owners file, both made before
+    either starts a run): alice starts on the first, bob on the second. The file then holds
+    both records with their owners (the second writer merges under the file's lock instead
+    of writing only its own map), each board sees the other's entry (the file is read again
+    when it changed), and a restarted board lets each owner resume only its own run."""
+    owners = distill_jobs.runs_dir(tmp_path) / sessions.OWNERS_FILE
+    first, second = (sessions.JobBoard(owners_file=owners) for _ in range(2))
+    paths = {}
+    for board, who in ((first, "alice"), (second, "bob")):
+        job = board.start(who, _long(tiny, tmp_path))
+        _first_step(job)
+        board.stop(who)
+        assert job.wait(120)
+        paths[who] = job.snapshot()[0]["path"]
+    assert paths["alice"] != paths["bob"]
+    stored = json.loads(owners.read_text())
+    assert {k: v[0] for k, v in stored.items()} == {
+        str(Path(path).resolve()): who for who, path in paths.items()}
+    assert second.owns("alice", paths["alice"]) and not second.owns("bob", paths["alice"])
+    assert first.owns("bob", paths["bob"]) and not first.owns("alice", paths["bob"])
+    restarted = sessions.JobBoard(owners_file=owners)
+    for who, other in (("alice", "bob"), ("bob", "alice")):
+        assert restarted.owns(who, paths[who]) and not restarted.owns(other, paths[who])
+
+
+def test_an_owner_entry_waits_for_its_record_then_goes_when_stale(tiny, tmp_path):
+    """At a start the owners file keeps: an entry whose record is not written yet (another
+    server's queued run) while younger than PENDING_S, and any entry whose record exists (an
+    old bare-owner entry too); it drops an entry whose record is missing and older than
+    PENDING_S."""
+    runs = distill_jobs.runs_dir(tmp_path)
+    runs.mkdir(parents=True)
+    owners = runs / sessions.OWNERS_FILE
+    saved = runs / "ce-seed0-saved.json"
+    saved.write_text("{}")
+    now = time.time()
+    entries = {"pending": [str(runs / "queued.json"), ["carol", now - 60]],
+               "stale": [str(runs / "gone.json"), ["dave", now - sessions.PENDING_S - 60]],
+               "saved": [str(saved), "erin"]}
+    owners.write_text(json.dumps(dict(entries.values())))
+    board = sessions.JobBoard(owners_file=owners)
+    assert board.owns("carol", runs / "queued.json") and board.owns("erin", saved)
+    job = board.start("alice", _long(tiny, tmp_path))
+    board.stop("alice")
+    assert job.wait(120)
+    kept = json.loads(owners.read_text())
+    assert str(runs / "gone.json") not in kept
+    assert kept[str(runs / "queued.json")][0] == "carol" and kept[str(saved)][0] == "erin"
+    assert kept[job.snapshot()[0]["path"]][0] == "alice"
