@@ -36,6 +36,7 @@ from bench.ui_latency import (  # noqa: E402
     CLOSED_WITH_SLIDERS,
     INSTALL_JS,
     LOADED_JS,
+    MESSAGES_JS,
     QUIET_MS,
     SETTLED_JS,
     SLIDER_INDEX_JS,
@@ -49,43 +50,6 @@ from bench.ui_latency import (  # noqa: E402
     summarize,
 )
 
-# Installed before the page's own scripts: the page times of the app's websocket messages that
-# start a run (ForwardMsg.new_session, field 4) and end it (script_finished, field 6) after an
-# armed input, read from each message's first field past ``hash`` (1) and ``metadata`` (2).
-# Under load the frontend can apply a whole run's messages in one render, so that its run state
-# never reads "running" in the document; these messages still say when the run started and ended
-# (SETTLED_JS reads them then).
-MESSAGES_JS = """(() => {
-  const kind = (data) => {
-    if (!(data instanceof ArrayBuffer)) return -1;
-    const b = new Uint8Array(data);
-    let i = 0;
-    const varint = () => { let x = 0, f = 1, c;
-      do { c = b[i++]; x += (c & 0x7f) * f; f *= 128; } while (c & 0x80 && i < b.length);
-      return x; };
-    while (i < b.length) {
-      const tag = varint(), field = Math.floor(tag / 8), wire = tag & 7;
-      if (field !== 1 && field !== 2) return field;
-      if (wire !== 2) return -1;
-      const length = varint();  // read before i is: varint() moves i
-      i += length;
-    }
-    return -1;
-  };
-  window.__messageKind = kind;  // for the tests
-  const Native = window.WebSocket;
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener('message', (event) => {
-        const s = window.__ui, now = performance.now(), field = kind(event.data);
-        if (!s || s.t0 === null) return;
-        if (field === 4 && !s.startMsg) s.startMsg = now;
-        if (field === 6 && s.startMsg) s.endMsg = now;
-      });
-    }
-  };
-})()"""
 P90_TARGET_S = 3.0
 LOAD_PAGES = ("transport", "divergence_lab")
 MAX_SESSIONS = 16  # bounded: one 2-core machine
@@ -100,6 +64,9 @@ class Move:
     # input to the run's start, the run, the run's end to settled
     phases: tuple[float, float, float] = (math.nan, math.nan, math.nan)
     note: str = ""  # why a move did not settle, where known
+    # the app's answer at the page's socket: its rerun request sent to the run's last message
+    # handled (the server's queue and run and the transfer, without the drawing after it)
+    answer: float = math.nan
 
 
 def cpu_seconds(root: int, server: int) -> dict[int, tuple[str, float]]:
@@ -217,11 +184,11 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
             try:
                 handle = await tab.wait_for_function(SETTLED_JS, arg=QUIET_MS,
                                                      timeout=timeout_ms, polling=100)
-                seconds, *phases = map(float, await handle.json_value())
+                seconds, *phases, answer = map(float, await handle.json_value())
                 if not await tab.evaluate("() => window.__ui.sawRun"):
                     note = "the document never showed the run running: timed by its messages"
             except Exception:  # a timeout: counted as failed, the session goes on
-                seconds, phases = math.nan, [math.nan] * 3
+                seconds, phases, answer = math.nan, [math.nan] * 3, math.nan
                 after = await thumb.get_attribute("aria-valuetext")
                 ran = await tab.evaluate("() => window.__ui.sawRun")
                 state = await tab.evaluate("() => document.querySelector("
@@ -235,7 +202,7 @@ async def session(browser, base: str, k: int, page: str, args: argparse.Namespac
                         f"app {state}; document last changed {changed:.2f} s after the key")
             arrow = "→" if key == "ArrowRight" else "←"
             moves.append(Move(k, page, f"{info['label'][:30]} {arrow}", seconds,
-                              tuple(phases), note))
+                              tuple(phases), note, answer if answer >= 0 else math.nan))
             await asyncio.sleep(args.think)
     finally:
         if together is not None:  # this session failed to open: the others move without it
@@ -306,6 +273,10 @@ def format_table(result: dict, sessions: int) -> str:
         failed = sum(not math.isfinite(m.seconds) for m in group)
         lines.append(f"{name:22s} {stats['n']:4d} {failed:6d} {stats['median']:9.2f} "
                      f"{stats['p90']:7.2f} {stats['max']:7.2f}")
+    for name, group in groups:  # the same moves, up to the run's last message only
+        stats = summarize([m.answer for m in group if math.isfinite(m.answer)])
+        lines.append(f"{'  answer, ' + name:22s} {stats['n']:4d} {'':6s} "
+                     f"{stats['median']:9.2f} {stats['p90']:7.2f} {stats['max']:7.2f}")
     opened = summarize([s for _, s in result["opened"]])
     lines.append(f"{'page open (first run)':22s} {opened['n']:4d} {sessions - opened['n']:6d} "
                  f"{opened['median']:9.2f} {opened['p90']:7.2f} {opened['max']:7.2f}")

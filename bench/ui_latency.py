@@ -73,7 +73,7 @@ INSTALL_JS = """() => {
                              attributeOldValue: true, characterData: true});
 }"""
 ARM_JS = ("() => { Object.assign(window.__ui, {armed: true, t0: null, sawRun: false, "
-          "startMsg: 0, endMsg: 0}); }")
+          "sentMsg: 0, startMsg: 0, endMsg: 0}); }")
 # The app idle with every chart drawn: not running, no status widget or skeleton left (charts,
 # tables and download buttons load lazily), each Plotly chart with its SVG.
 IDLE_JS = """() => {
@@ -90,7 +90,9 @@ IDLE_JS = """() => {
 # streaming in and drawn meanwhile), the run's end to settled (drawing what came last)]. The run
 # is the one the document showed; where it never read "running" (the frontend applied a whole
 # run in one render, under load), the one the app's messages showed, when the page records
-# them (bench.app_load's MESSAGES_JS: startMsg, endMsg).
+# them (MESSAGES_JS below: startMsg, endMsg). A fifth value: the app's answer at the page's
+# socket, from the page's first message after the input (the rerun request) to the run's last
+# message handled (script_finished), or -1 where the page does not record messages.
 SETTLED_JS = """(quiet) => {
   const s = window.__ui, now = performance.now();
   if (s.t0 === null) return false;
@@ -98,8 +100,54 @@ SETTLED_JS = """(quiet) => {
   if (!runAt || !idleAt || idleAt < runAt) return false;
   if (!(""" + IDLE_JS + """)() || now - s.lastMut < quiet) return false;
   const end = Math.max(s.lastMut, idleAt);
-  return [end - s.t0, runAt - s.t0, idleAt - runAt, end - idleAt].map(x => x / 1000);
+  const answer = s.sentMsg && s.endMsg > s.sentMsg ? s.endMsg - s.sentMsg : -1000;
+  return [end - s.t0, runAt - s.t0, idleAt - runAt, end - idleAt, answer].map(x => x / 1000);
 }"""
+# Installed before the page's own scripts: the page times of the app's websocket messages that
+# start a run (ForwardMsg.new_session, field 4) and end it (script_finished, field 6) after an
+# armed input, read from each message's first field past ``hash`` (1) and ``metadata`` (2),
+# and the time of the page's first rerun request after that input (``sentMsg``: a BackMsg whose
+# first field is rerun_script, 11).
+# Under load the frontend can apply a whole run's messages in one render, so that its run state
+# never reads "running" in the document; these messages still say when the run started and ended
+# (SETTLED_JS reads them then).
+MESSAGES_JS = """(() => {
+  const kind = (data) => {
+    const b = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data)
+        ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null;
+    if (b === null) return -1;
+    let i = 0;
+    const varint = () => { let x = 0, f = 1, c;
+      do { c = b[i++]; x += (c & 0x7f) * f; f *= 128; } while (c & 0x80 && i < b.length);
+      return x; };
+    while (i < b.length) {
+      const tag = varint(), field = Math.floor(tag / 8), wire = tag & 7;
+      if (field !== 1 && field !== 2) return field;
+      if (wire !== 2) return -1;
+      const length = varint();  // read before i is: varint() moves i
+      i += length;
+    }
+    return -1;
+  };
+  window.__messageKind = kind;  // for the tests
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (event) => {
+        const s = window.__ui, now = performance.now(), field = kind(event.data);
+        if (!s || s.t0 === null) return;
+        if (field === 4 && !s.startMsg) s.startMsg = now;
+        if (field === 6 && s.startMsg) s.endMsg = now;
+      });
+    }
+    send(data) {
+      const s = window.__ui;
+      if (s && s.t0 !== null && !s.sentMsg && kind(data) === 11) s.sentMsg = performance.now();
+      return super.send(data);
+    }
+  };
+})()"""
 # The same conditions for a page that was just opened (no input to time from).
 LOADED_JS = """() => !!document.querySelector('h1') && (""" + IDLE_JS + """)()"""
 # Every enabled slider thumb: its label, whether it sits at its maximum.
@@ -143,9 +191,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServerStartError(RuntimeError):
+    """The app server exited or did not answer its health check in time (the message holds
+    its log)."""
+
+
 @contextlib.contextmanager
 def serve(log: Path, *, timeout_s: float = 90) -> Iterator[tuple[str, int]]:
-    """Run ``streamlit run app.py`` on a free loopback port; yield (base URL, server pid)."""
+    """Run ``streamlit run app.py`` on a free loopback port; yield (base URL, server pid); always
+    stop it (its whole process group). No file watcher: others may edit the tree meanwhile (no
+    spurious reruns), and watching .venv overflows inotify."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -158,7 +213,7 @@ def serve(log: Path, *, timeout_s: float = 90) -> Iterator[tuple[str, int]]:
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not become healthy; its log:\n"
+                raise ServerStartError(f"streamlit did not become healthy; its log:\n"
                                    f"{log.read_text(errors='replace')}")
             try:
                 with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
@@ -226,7 +281,7 @@ def timed(tab, page: str, action: str, act, timeout_ms: int) -> Timing:
         handle = tab.wait_for_function(SETTLED_JS, arg=QUIET_MS, timeout=timeout_ms, polling=50)
     except Exception as err:  # a timeout: recorded, the run goes on
         return Timing(page, action, math.nan, f"not settled: {type(err).__name__}")
-    total, *phases = map(float, handle.json_value())
+    total, *phases, _answer = map(float, handle.json_value())
     return Timing(page, action, total, phases=tuple(phases))
 
 
@@ -417,6 +472,7 @@ def measure(args: argparse.Namespace) -> list[PageResult]:
                                      args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport=VIEWPORT)
+            context.add_init_script(MESSAGES_JS)  # a run the document never shows is still timed
             context.set_default_timeout(timeout_ms)
             # A first visit warms the server's imports, so the first page's time is its own.
             warm = context.new_page()

@@ -11,15 +11,9 @@ box and no browser console error. A full-page screenshot of each lands in screen
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +23,7 @@ from app_pages import HOME, ROOT, app_pages, url_path
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 import shell
+from bench.ui_latency import ServerStartError, serve
 from sinkd.lab import plans
 from sinkd.lab.divergence_lab_spec import SPEC as LAB
 from sinkd.lab.style import LABELS
@@ -59,41 +54,14 @@ BASE_PATH_PROBE = re.compile(r"^http://127\.0\.0\.1:\d+/[^/]+/_stcore/(health|ho
 
 @contextlib.contextmanager
 def _serve(log: Path) -> Iterator[str]:
-    """Run `streamlit run app.py` on a free loopback port; yield its base URL; always stop it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false",
-           # No file watcher: others edit the tree while tests run (no spurious reruns), and
-           # watching .venv overflows inotify.
-           "--server.fileWatcherType", "none"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # own process group, killed as a whole
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not become healthy; its log:\n{log.read_text()}",
-                            pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
-                    if reply.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                time.sleep(0.3)
-        yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+    """Run `streamlit run app.py` on a free loopback port (the benches' server start); yield its
+    base URL; always stop it. A server that does not start fails the test with its log."""
+    with contextlib.ExitStack() as stack:
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            base, _pid = stack.enter_context(serve(log, timeout_s=60))
+        except ServerStartError as err:
+            pytest.fail(str(err), pytrace=False)
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -26,17 +26,23 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def test_smoke_one_session_one_move_reports_latency_and_memory():
     """`--smoke`: one chromium session moves one slider of the transport page; the table gives
     one timed move (all pages = transport, no failure, median = p90 = max, positive and
-    finite), one page open, and the server's RSS before, at its peak and after, positive, with
-    the peak the largest."""
+    finite), one page open, the app's answer at the page's socket for that move (positive, and
+    shorter than the move: the page settles only after the run's last message), and the
+    server's RSS before, at its peak and after, positive, with the peak the largest."""
     out = _run("--smoke")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("moves of"))
     assert lines[header].split() == ["moves", "of", "n", "failed", "median", "s", "p90", "s",
                                      "max", "s"]
-    rows = {line[:22].strip(): line[22:].split() for line in lines[header + 2:header + 5]}
-    assert set(rows) == {"all pages", "transport", "page open (first run)"}
+    rows = {line[:22].strip(): line[22:].split() for line in lines[header + 2:header + 7]}
+    assert set(rows) == {"all pages", "transport", "answer, all pages", "answer, transport",
+                         "page open (first run)"}
     assert rows["all pages"] == rows["transport"]
+    assert rows.pop("answer, all pages") == rows["answer, transport"]
+    answer = rows.pop("answer, transport")
+    assert answer[0] == "1" and answer[1] == answer[2] == answer[3]
+    assert 0 < float(answer[1]) < float(rows["transport"][2])
     for name, cells in rows.items():
         n, failed = int(cells[0]), int(cells[1])
         median, p90, worst = map(float, cells[2:5])
@@ -114,14 +120,16 @@ def test_the_page_reads_the_kind_of_each_app_message_as_protobuf_does():
     """The script installed in the page reads a ForwardMsg's type (the field number of its
     oneof) from the raw bytes: for messages serialized by Streamlit's own protobuf classes, with
     and without hash and metadata and with payloads over 127 bytes (two-byte lengths), it gives
-    the number protobuf's WhichOneof names (new_session 4, delta 5, script_finished 6)."""
+    the number protobuf's WhichOneof names (new_session 4, delta 5, script_finished 6); the
+    page's own request, a BackMsg rerun_script with widget states, reads 11 from its bytes as
+    an ArrayBuffer and as a Uint8Array view at an offset into a larger buffer (as sent)."""
     import shutil
 
     from playwright.sync_api import sync_playwright
+    from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    from bench.app_load import MESSAGES_JS
-    from bench.ui_latency import CHROMIUM_ARGS
+    from bench.ui_latency import CHROMIUM_ARGS, MESSAGES_JS
 
     messages = []
     for hashed in (False, True):
@@ -149,6 +157,17 @@ def test_the_page_reads_the_kind_of_each_app_message_as_protobuf_does():
             page.goto("about:blank")
             got = [page.evaluate("(bytes) => window.__messageKind(new Uint8Array(bytes).buffer)",
                                  list(data)) for data, _ in messages]
+            request = BackMsg()
+            request.rerun_script.query_string = "n=64&T=100"
+            widget = request.rerun_script.widget_states.widgets.add()
+            widget.id, widget.double_array_value.data[:] = "w" * 150, [0.5]
+            sent = list(request.SerializeToString())
+            back = [page.evaluate("(bytes) => window.__messageKind(new Uint8Array(bytes).buffer)",
+                                  sent),
+                    page.evaluate("(bytes) => { const big = new Uint8Array(bytes.length + 9); "
+                                  "big.set(bytes, 5); return window.__messageKind("
+                                  "new Uint8Array(big.buffer, 5, bytes.length)); }", sent)]
         finally:
             browser.close()
     assert got == [numbers[name] for _, name in messages] == [4, 5, 6] * 2
+    assert back == [request.DESCRIPTOR.fields_by_name["rerun_script"].number] * 2 == [11, 11]
