@@ -275,7 +275,7 @@ def format_table(result: dict, sessions: int) -> str:
                      f"{stats['p90']:7.2f} {stats['max']:7.2f}")
     for name, group in groups:  # the same moves, up to the run's last message only
         stats = summarize([m.answer for m in group if math.isfinite(m.answer)])
-        lines.append(f"{'  answer, ' + name:22s} {stats['n']:4d} {'':6s} "
+        lines.append(f"{'answer ' + name:22s} {stats['n']:4d} {'':6s} "
                      f"{stats['median']:9.2f} {stats['p90']:7.2f} {stats['max']:7.2f}")
     opened = summarize([s for _, s in result["opened"]])
     lines.append(f"{'page open (first run)':22s} {opened['n']:4d} {sessions - opened['n']:6d} "
