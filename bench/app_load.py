@@ -11,8 +11,11 @@ out. Session k starts on the page's slider k // 2, so the sessions move differen
 
 It prints the median, 90th percentile and maximum time from input to settled page over all
 moves (target of issue #14: p90 <= 3 s for 8 sessions on a 2-core machine), the same per page,
-the time to open the page under load, and the server's resident memory (VmRSS from /proc, the
-process and its children) before the sessions (after one warm-up visit), at its peak and after.
+the time to open the page under load, the same moves up to the run's last message as the page
+received it (the "answer" rows: from the page's rerun request to its ``script_finished``, the
+drawing after it left out; :mod:`bench.server_load` times them with no browser at all), and the
+server's resident memory (VmRSS from /proc, the process and its children) before the sessions
+(after one warm-up visit), at its peak and after.
 Everything stays on 127.0.0.1.
 """
 
