@@ -305,27 +305,28 @@ def format_table(result: dict, sessions: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.app_load",
-                                     description=__doc__.split("\n")[0])
+def load_parser(prog: str, description: str, until: str) -> argparse.ArgumentParser:
+    """The options app_load and server_load share (``until``: what ends a move's wait)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--sessions", type=int, default=8,
-                        help=f"concurrent browser sessions, 1 to {MAX_SESSIONS} (default 8)")
+                        help=f"concurrent sessions, 1 to {MAX_SESSIONS} (default 8)")
     parser.add_argument("--moves", type=int, default=8,
                         help="slider moves per session (default 8)")
     parser.add_argument("--duration", type=float, default=300,
                         help="seconds after which no session starts a new move (default 300)")
     parser.add_argument("--think", type=float, default=1.0,
-                        help="seconds a session waits after a settled page (default 1)")
+                        help=f"seconds a session waits after {until} (default 1)")
     parser.add_argument("--timeout", type=float, default=120,
-                        help="seconds to wait for one page to settle (default 120)")
+                        help=f"seconds to wait for {until} (default 120)")
     parser.add_argument("--pages", nargs="+", choices=LOAD_PAGES, default=list(LOAD_PAGES),
                         help="pages the sessions use, in turn (default: both)")
     parser.add_argument("--smoke", action="store_true",
                         help="one session on the transport page, one move")
-    parser.add_argument("--together", action="store_true",
-                        help="no session moves before every page is open (default: each moves "
-                        "once its own page is open, while others still open theirs)")
-    parser.add_argument("--verbose", action="store_true", help="print every move")
+    return parser
+
+
+def parse_load_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse and check the shared options (exit 2 naming a bad one); ``--smoke`` applied."""
     args = parser.parse_args(argv)
     if not 1 <= args.sessions <= MAX_SESSIONS:
         parser.error(f"--sessions must be in 1..{MAX_SESSIONS}")
@@ -338,6 +339,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--think must be >= 0")
     if args.smoke:
         args.sessions, args.moves, args.pages, args.think = 1, 1, ["transport"], 0.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = load_parser("python -m bench.app_load", __doc__.split("\n")[0],
+                         "a settled page")
+    parser.add_argument("--together", action="store_true",
+                        help="no session moves before every page is open (default: each moves "
+                        "once its own page is open, while others still open theirs)")
+    parser.add_argument("--verbose", action="store_true", help="print every move")
+    args = parse_load_args(parser, argv)
     try:
         result = asyncio.run(run_load(args))
     except RuntimeError as err:

@@ -30,7 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a plain script
 
-from bench.app_load import LOAD_PAGES, MAX_SESSIONS, P90_TARGET_S, CpuMeter, rss_mb  # noqa: E402
+from bench.app_load import (  # noqa: E402
+    P90_TARGET_S,
+    CpuMeter,
+    load_parser,
+    parse_load_args,
+    rss_mb,
+)
 from bench.ui_latency import QUERIES, serve, summarize  # noqa: E402
 
 
@@ -215,33 +221,8 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.server_load",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=8,
-                        help=f"concurrent sessions, 1 to {MAX_SESSIONS} (default 8)")
-    parser.add_argument("--moves", type=int, default=8, help="slider moves per session (default 8)")
-    parser.add_argument("--duration", type=float, default=300,
-                        help="seconds after which no session starts a new move (default 300)")
-    parser.add_argument("--think", type=float, default=1.0,
-                        help="seconds a session waits after a run's end (default 1)")
-    parser.add_argument("--timeout", type=float, default=120,
-                        help="seconds to wait for one run's end (default 120)")
-    parser.add_argument("--pages", nargs="+", choices=LOAD_PAGES, default=list(LOAD_PAGES),
-                        help="pages the sessions use, in turn (default: both)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="one session on the transport page, one move")
-    args = parser.parse_args(argv)
-    if not 1 <= args.sessions <= MAX_SESSIONS:
-        parser.error(f"--sessions must be in 1..{MAX_SESSIONS}")
-    if args.moves < 1:
-        parser.error("--moves must be >= 1")
-    for name in ("duration", "timeout"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be > 0")
-    if args.think < 0:
-        parser.error("--think must be >= 0")
-    if args.smoke:
-        args.sessions, args.moves, args.pages, args.think = 1, 1, ["transport"], 0.0
+    parser = load_parser("python -m bench.server_load", __doc__.split("\n")[0], "a run's end")
+    args = parse_load_args(parser, argv)
     try:
         result = asyncio.run(run_load(args))
     except RuntimeError as err:
