@@ -90,7 +90,8 @@ def slider_of(proto) -> Slider | None:
 
 
 async def read_run(ws, timeout: float) -> Run:
-    """Read the messages of one run up to its ``script_finished``."""
+    """Read the messages of one run up to its ``script_finished`` (a run that ended early for
+    a rerun the app asked for itself goes on into that rerun)."""
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     run = Run()
@@ -106,7 +107,8 @@ async def read_run(ws, timeout: float) -> Run:
                 run.sliders.append(slider)
         elif kind == "script_finished":
             run.finished = msg.script_finished
-            return run
+            if run.finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                return run
 
 
 def rerun_request(page: str, query: str, slider: Slider | None = None,
@@ -157,9 +159,9 @@ async def session(base: str, k: int, page: str, args: argparse.Namespace, deadli
             await ws.send(rerun_request(page, run.query, slider, value))
             try:
                 new = await read_run(ws, args.timeout)
-            except TimeoutError:
+            except TimeoutError:  # its messages may still come: this session stops here
                 moves.append((page, label, math.nan))
-                continue
+                break
             moves.append((page, label, time.perf_counter() - start if new.finished == 0
                           else math.nan))
             run = Run(new.query or run.query, new.sliders or run.sliders, new.finished)
