@@ -44,6 +44,7 @@ TEACHER_LABELS = {"": "MiniLM-L6 (packaged, offline)",
                   "bert-base-uncased": "BERT-base-uncased (the paper's; needs the hub)"}
 # Session-state keys outside the page's "distill_" prefix (shell.values_of reads that prefix).
 OWNER, START_ERROR, UPLOAD = "sinkd_owner", "sinkd_start_error", "sinkd_upload"
+TRANSFER_CODE, TRANSFER_RESULT = "sinkd_transfer_code", "sinkd_transfer_result"
 XSRF_COOKIE = "_streamlit_xsrf"  # Streamlit's anti-forgery cookie: a secret token per browser
 
 
@@ -66,6 +67,18 @@ def _start(configs: list[DistillConfig], resume_from: list | None = None) -> Non
 
 def _stop() -> None:
     sessions.shared_board().stop(_owner())
+
+
+def _claim() -> None:
+    """Move the runs of the browser whose transfer code was typed to this browser."""
+    try:
+        moved = sessions.shared_board().claim(_owner(), st.session_state.get(TRANSFER_CODE, ""))
+    except ValueError as err:
+        st.session_state[TRANSFER_RESULT] = ("error", f"Not moved: {err}")
+        return
+    st.session_state[TRANSFER_RESULT] = (
+        ("success", f"Moved {moved} run(s) of that browser here.") if moved else
+        ("error", "No runs belong to that code: check it on the other browser's page."))
 
 
 @st.cache_data(max_entries=16, show_spinner="Checking the uploaded table...")
@@ -365,6 +378,19 @@ with top:
         with st.expander(f"All {len(records)} saved runs"):
             st.dataframe(distill_tables.runs_display(distill_jobs.runs_table(records)),
                          hide_index=True, key="distill_runs")
+        with st.expander("Your runs from another browser", key="open_distill_transfer"):
+            st.markdown(f"This browser's transfer code: **{board.transfer_code(_owner())}**. Typed "
+                        "in another browser (cookies cleared, another machine), it moves this "
+                        "browser's runs there: its stopped runs can be resumed and its running job "
+                        "stopped there, and no longer here. Keep it to yourself: whoever types it "
+                        "takes your runs.")
+            code_col, claim_col = st.columns([2, 1], vertical_alignment="bottom")
+            code_col.text_input("Transfer code of your other browser", key=TRANSFER_CODE,
+                                max_chars=16, placeholder="ABCD-EFGH")
+            claim_col.button("Move its runs here", key="distill_claim", on_click=_claim)
+            if TRANSFER_RESULT in st.session_state:
+                kind, text = st.session_state.pop(TRANSFER_RESULT)
+                (st.success if kind == "success" else st.error)(text)
         latest = distill_jobs.latest_batch(records)
         if latest is not None:
             batch, path, record = latest

@@ -14,10 +14,9 @@ visitor chose.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import json
+import hmac
 import os
 import threading
 import time
@@ -25,11 +24,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from sinkd.distill.config import DistillConfig
 from sinkd.distill.jobs import Job, list_records, runs_dir
 from sinkd.distill.models import default_cache_dir
+from sinkd.distill.owners import Owners, record_key
 from sinkd.validation import check_choice, check_int
 
 # One running job per process: a job trains with every core (Job's ``threads``) and torch's
@@ -39,9 +37,9 @@ MAX_JOBS = 1
 MAX_KEPT = 64  # finished jobs kept for their owners' pages; older ones are dropped first
 # in the runs folder: which browser started each saved run (JSON; not *.json, which are records)
 OWNERS_FILE = ".owners"
-# An owner entry whose record does not exist is kept this long: a queued run writes its record
-# only when its turn comes (another server may start a job meanwhile); then it is pruned.
-PENDING_S = 30 * 24 * 3600
+# Transfer codes (JobBoard.transfer_code): no 0/O, 1/I/L, so a code read aloud or off a
+# projector is typed right.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 UPLOAD_SUFFIXES = (".csv", ".tsv")
 # A classroom's tables are far smaller; this bounds what one visitor makes the server store and
 # parse (the page's uploader and `--server.maxUploadSize` in the Makefile say the same).
@@ -96,10 +94,6 @@ def browser_owner(xsrf_cookie: Any) -> str | None:
     return hashlib.sha256(token).hexdigest()
 
 
-def _key(path: str | Path) -> str:
-    return str(Path(path).resolve())
-
-
 class JobBoard:
     """The distillation jobs of one process, each owned by the visitor that started it.
 
@@ -108,11 +102,12 @@ class JobBoard:
     max_jobs : int
         How many jobs may run at once, in [1, 64] (default :data:`MAX_JOBS`).
     owners_file : path-like, optional
-        A JSON file mapping each record a job wrote to its owner, read again whenever it
-        changed and merged at each start under a file lock: a server restarted after a crash
-        still lets each browser resume its own crashed or stopped runs (and no one else's),
-        and two servers sharing one cache folder keep each other's entries. None keeps it in
-        memory.
+        A JSON file mapping each record a job wrote to its owner (:class:`Owners`: read again
+        whenever it changed, merged at each start under a file lock): a server restarted after
+        a crash still lets each browser resume its own crashed or stopped runs (and no one
+        else's), and two servers sharing one cache folder keep each other's entries. A browser
+        that lost its cookie gets its runs back with :meth:`transfer_code` and :meth:`claim`.
+        None keeps it in memory.
 
     Examples
     --------
@@ -128,10 +123,7 @@ class JobBoard:
         self.max_jobs = check_int("max_jobs", max_jobs, low=1, high=64)
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}  # owner -> its latest job (insertion order: oldest first)
-        self._owners_file = Path(owners_file) if owners_file is not None else None
-        self._owner_of: dict[str, tuple[str, float]] = {}  # record -> (owner, time entered)
-        self._owners_seen: tuple[int, int] | None = None  # the file's (mtime, size) last read
-        self._refresh_owners()
+        self._owners = Owners(owners_file)
 
     def start(self, owner: str, configs: Iterable[DistillConfig], *, threads: int | None = None,
               resume_from: Sequence[str | Path | None] | None = None) -> Job:
@@ -151,59 +143,58 @@ class JobBoard:
             if running >= self.max_jobs:
                 raise BusyError(f"the machine is busy: {running} of its {self.max_jobs} job "
                                 f"slot(s) in use by other sessions; start again when one ends")
-            self._refresh_owners()
+            self._owners.refresh()
             foreign = [str(p) for p in resume_from or [] if p is not None
-                       and self._owner_at(p) != owner]
+                       and self._owners.owner_at(p) != owner]
             if foreign:
                 raise PermissionError(f"resume_from names runs this session did not start: "
                                       f"{[Path(p).name for p in foreign]}")
             job = Job(configs, threads=threads, resume_from=resume_from)
             self._jobs.pop(owner, None)  # re-inserted last: the order is the start order
             self._jobs[owner] = job.start()
-            entered = time.time()
-            self._record_owner({_key(c.out): (owner, entered) for c in configs
-                                if c.out is not None})
+            new = {record_key(c.out): (owner, time.time()) for c in configs if c.out is not None}
+            self._owners.update(lambda entries: {**entries, **new})
             self._forget_old()
         return job
 
-    def _refresh_owners(self) -> None:
-        """Read the owners file again if it changed since it was last read (another server on
-        the same cache folder, a restart); its entries win over what this board remembers."""
-        if self._owners_file is None:
-            return
-        try:
-            st = self._owners_file.stat()
-            seen = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            return
-        if seen != self._owners_seen:
-            self._owner_of.update(_read_owners(self._owners_file))
-            self._owners_seen = seen
+    def transfer_code(self, owner: str) -> str:
+        """``owner``'s transfer code, ``XXXX-XXXX``: entered in another browser
+        (:meth:`claim`), it moves ``owner``'s runs there. A keyed hash of the owner id (the key
+        kept beside the owners file, so a code outlives a restart); it reveals nothing of the
+        id, and guessing one is one chance in 31^8 (~10^12)."""
+        digest = hmac.new(self._owners.code_key(), _owner(owner).encode(),
+                          hashlib.sha256).digest()
+        code = "".join(CODE_ALPHABET[b % len(CODE_ALPHABET)] for b in digest[:8])
+        return f"{code[:4]}-{code[4:]}"
 
-    def _owner_at(self, path: str | Path) -> str | None:
-        entry = self._owner_of.get(_key(path))
-        return entry[0] if entry is not None else None
-
-    def _record_owner(self, new: dict[str, tuple[str, float]]) -> None:
-        """Add ``new`` (record -> (owner, time)) to the map and the file. Under the file's lock
-        the file is read again first, so that entries another server wrote since are kept (the
-        last writer no longer drops them). An entry goes once its record is missing and it is
-        older than :data:`PENDING_S` (a queued run writes its record only when it starts)."""
-        if self._owners_file is None:
-            self._owner_of.update(new)
-            return
-        with contextlib.suppress(OSError, filelock.Timeout):  # the run starts all the same
-            self._owners_file.parent.mkdir(parents=True, exist_ok=True)
-            with filelock.FileLock(f"{self._owners_file}.lock", timeout=10):
-                self._owners_seen = None
-                self._refresh_owners()
-                old = time.time() - PENDING_S
-                self._owner_of = {k: v for k, v in {**self._owner_of, **new}.items()
-                                  if v[1] > old or Path(k).exists()}
-                _write_owners(self._owners_file, self._owner_of)
-                self._refresh_owners()  # our own write: not read back as news next time
-            return
-        self._owner_of.update(new)  # the file could not be written: only a restart forgets
+    def claim(self, owner: str, code: str) -> int:
+        """Move to ``owner`` every run of the browser whose :meth:`transfer_code` is ``code``:
+        its saved runs (which ``owner`` may then resume) and its running job (which ``owner``
+        may then stop, unless ``owner`` runs one itself). Return how many saved runs moved (0:
+        no browser with runs has that code). Raises ValueError naming ``code`` when it is not
+        8 letters or digits of the code alphabet (dashes and spaces aside, any case)."""
+        owner = _owner(owner)
+        text = str(code).upper().replace("-", "").replace(" ", "") if isinstance(code, str) \
+            else ""
+        if len(text) != 8 or any(c not in CODE_ALPHABET for c in text):
+            raise ValueError(f"code must be the 8 letters and digits another browser shows "
+                             f"(as ABCD-EFGH), got {str(code)[:40]!r}")
+        wanted = f"{text[:4]}-{text[4:]}"
+        with self._lock:
+            self._owners.refresh()
+            others = {o for o, _ in self._owners.entries.values()} | set(self._jobs)
+            source = next((o for o in sorted(others - {owner})
+                           if hmac.compare_digest(self.transfer_code(o), wanted)), None)
+            if source is None:
+                return 0
+            moved = sum(o == source and Path(k).exists()  # saved; queued ones move too
+                        for k, (o, _) in self._owners.entries.items())
+            self._owners.update(lambda entries: {
+                k: ((owner, t) if o == source else (o, t)) for k, (o, t) in entries.items()})
+            job, mine = self._jobs.get(source), self._jobs.get(owner)
+            if job is not None and (mine is None or not mine.alive):
+                self._jobs[owner] = self._jobs.pop(source)
+            return moved
 
     def _forget_old(self) -> None:
         """Drop the oldest finished jobs beyond :data:`MAX_KEPT` (their records stay on disk)."""
@@ -225,8 +216,8 @@ class JobBoard:
 
     def owns(self, owner: str, path: str | Path) -> bool:
         """Whether one of ``owner``'s jobs wrote the record at ``path`` (so it may resume it)."""
-        self._refresh_owners()
-        return self._owner_at(path) == _owner(owner)
+        self._owners.refresh()
+        return self._owners.owner_at(path) == _owner(owner)
 
     def running(self) -> int:
         """How many jobs are running now."""
@@ -258,36 +249,6 @@ class JobBoard:
         for job in jobs:
             job.stop()
         return all(job.wait(timeout) for job in jobs)
-
-
-def _read_owners(path: Path | None) -> dict[str, tuple[str, float]]:
-    """The record -> (owner, time entered) map of ``path``; empty when there is none or it is
-    unreadable (then no one may resume the old runs from the app: the command line still can).
-    An entry of the older format (a bare owner) counts as entered long ago."""
-    if path is None or not path.is_file():
-        return {}
-    try:
-        owners = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(owners, dict):
-        return {}
-    out = {}
-    for record, entry in owners.items():
-        if isinstance(entry, str):
-            entry = [entry, 0.0]
-        if (isinstance(record, str) and isinstance(entry, list) and len(entry) == 2
-                and isinstance(entry[0], str) and isinstance(entry[1], (int, float))):
-            out[record] = (entry[0], float(entry[1]))
-    return out
-
-
-def _write_owners(path: Path, owners: dict[str, tuple[str, float]]) -> None:
-    """Rewrite ``path`` atomically (a reader never sees half a file)."""
-    part = path.with_name(f"{path.name}.{os.getpid()}.part")
-    part.write_text(json.dumps({k: list(v) for k, v in owners.items()}, indent=0,
-                               sort_keys=True))
-    part.replace(path)
 
 
 @functools.cache

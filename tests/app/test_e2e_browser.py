@@ -612,7 +612,10 @@ def test_a_job_keeps_its_controls_in_its_browser_and_no_other(
     second tab of the same browser, still show its Stop button (the job belongs to the browser,
     not to one Streamlit session); a second browser (another cookie jar) sees the job listed
     with no Stop button and Start disabled. Stopped from the reloaded tab, the run is offered
-    for Resume there and not in the other browser."""
+    for Resume there and not in the other browser, until that browser types the first one's
+    transfer code (as a student whose cookie was lost would): then the run is offered there,
+    and no longer in the first browser. A code that belongs to no one moves nothing and says
+    so."""
     monkeypatch.setenv("SINKD_CACHE", str(tmp_path / "cache"))  # the server inherits it
     query = ("teacher_steps=0&steps=3000&batch_size=2&max_length=8&student_layers=1"
              "&train_limit=100&eval_limit=50")
@@ -647,6 +650,30 @@ def test_a_job_keeps_its_controls_in_its_browser_and_no_other(
             _wait_until_idle(stranger)
             assert not stranger.get_by_role("button", name="Start", exact=True).is_disabled()
             assert stranger.get_by_role(**resume).count() == 0
+
+            transfer = "Your runs from another browser"
+            mine.get_by_text(transfer).click()
+            shown = mine.get_by_text("This browser's transfer code").inner_text()
+            code = re.search(r"code: ([A-Z2-9]{4}-[A-Z2-9]{4})", shown).group(1)
+            stranger.get_by_text(transfer).click()
+            box = stranger.get_by_label("Transfer code of your other browser")
+            claim = stranger.get_by_role("button", name="Move its runs here")
+            box.fill("ZZZZ-ZZZZ" if code != "ZZZZ-ZZZZ" else "YYYY-YYYY")
+            box.press("Enter")
+            _wait_until_idle(stranger)
+            claim.click()
+            stranger.get_by_text("No runs belong to that code").wait_for(timeout=TIMEOUT_MS)
+            assert stranger.get_by_role(**resume).count() == 0
+            box.fill(code.lower())
+            box.press("Enter")
+            _wait_until_idle(stranger)
+            claim.click()
+            stranger.get_by_text("Moved 1 run(s) of that browser here.").wait_for(
+                timeout=TIMEOUT_MS)
+            stranger.get_by_role(**resume).wait_for(timeout=TIMEOUT_MS)
+            mine.reload(timeout=TIMEOUT_MS)
+            _wait_until_idle(mine)
+            assert mine.get_by_role(**resume).count() == 0
             assert not _exceptions(mine) and not _exceptions(stranger)
         finally:
             mine.close()

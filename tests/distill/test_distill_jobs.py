@@ -20,6 +20,7 @@ from sinkd.distill import jobs as distill_jobs
 from sinkd.distill import sessions
 from sinkd.distill.comparison import compare
 from sinkd.distill.config import DistillConfig
+from sinkd.distill.owners import PENDING_S
 from sinkd.distill.records import RunRecord, load_record, save_record
 from sinkd.lab import distill_figures
 from sinkd.lab.style import COLORS
@@ -408,7 +409,7 @@ def test_an_owner_entry_waits_for_its_record_then_goes_when_stale(tiny, tmp_path
     saved.write_text("{}")
     now = time.time()
     entries = {"pending": [str(runs / "queued.json"), ["carol", now - 60]],
-               "stale": [str(runs / "gone.json"), ["dave", now - sessions.PENDING_S - 60]],
+               "stale": [str(runs / "gone.json"), ["dave", now - PENDING_S - 60]],
                "saved": [str(saved), "erin"]}
     owners.write_text(json.dumps(dict(entries.values())))
     board = sessions.JobBoard(owners_file=owners)
@@ -420,3 +421,41 @@ def test_an_owner_entry_waits_for_its_record_then_goes_when_stale(tiny, tmp_path
     assert str(runs / "gone.json") not in kept
     assert kept[str(runs / "queued.json")][0] == "carol" and kept[str(saved)][0] == "erin"
     assert kept[job.snapshot()[0]["path"]][0] == "alice"
+
+
+def test_a_transfer_code_moves_a_browsers_runs_to_another_browser(tiny, tmp_path):
+    """A browser's transfer code is XXXX-XXXX over the code alphabet, differs between owners and
+    is the same on a restarted board (its key is kept beside the owners file, readable by its
+    user only). Claiming with it (any case, dashes as spaces) moves alice's saved run to bob:
+    bob owns it, alice no longer, a restarted board agrees; a well-formed wrong code moves
+    nothing, a malformed one is a ValueError naming ``code``. A running job moves too: after
+    dave claims carol's code, dave can stop it and carol cannot."""
+    owners = distill_jobs.runs_dir(tmp_path) / sessions.OWNERS_FILE
+    board = sessions.JobBoard(owners_file=owners, max_jobs=2)
+    job = board.start("alice", _long(tiny, tmp_path))
+    _first_step(job)
+    board.stop("alice")
+    assert job.wait(120)
+    path = job.snapshot()[0]["path"]
+    code = board.transfer_code("alice")
+    letters = code.replace("-", "")
+    assert code[4] == "-" and len(code) == 9 and set(letters) <= set(sessions.CODE_ALPHABET)
+    assert code != board.transfer_code("bob")
+    assert sessions.JobBoard(owners_file=owners).transfer_code("alice") == code
+    assert os.stat(f"{owners}.key").st_mode & 0o777 == 0o600
+    wrong = "".join(sessions.CODE_ALPHABET[(sessions.CODE_ALPHABET.index(c) + 1)
+                                           % len(sessions.CODE_ALPHABET)] for c in letters)
+    assert board.claim("bob", wrong) == 0 and board.owns("alice", path)
+    for bad in ("abc", "ABCD-EFG0", 12345678):
+        with pytest.raises(ValueError, match="code"):
+            board.claim("bob", bad)
+    assert board.claim("bob", code.lower().replace("-", " ")) == 1
+    assert board.owns("bob", path) and not board.owns("alice", path)
+    restarted = sessions.JobBoard(owners_file=owners)
+    assert restarted.owns("bob", path) and not restarted.owns("alice", path)
+
+    running = board.start("carol", _long(tiny, tmp_path, "sinkd"))
+    _first_step(running)
+    assert board.claim("dave", board.transfer_code("carol")) == 1
+    assert board.job("dave") is running and not board.stop("carol")
+    assert board.stop("dave") and running.wait(120)
