@@ -78,7 +78,8 @@ def _claim() -> None:
         return
     st.session_state[TRANSFER_RESULT] = (
         ("success", f"Moved {moved} run(s) of that browser here.") if moved else
-        ("error", "No runs belong to that code: check it on the other browser's page."))
+        ("error", "No runs belong to that code (this browser's own moves nothing): check it "
+                  "on the other browser's page."))
 
 
 @st.cache_data(max_entries=16, show_spinner="Checking the uploaded table...")
