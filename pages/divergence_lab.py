@@ -3,7 +3,7 @@
 import streamlit as st
 
 import shell
-from sinkd.lab import robustness, toy, toy_figures, toy_metrics, toy_text
+from sinkd.lab import apart, robustness, toy, toy_figures, toy_metrics, toy_text
 from sinkd.lab.divergence_lab_spec import SPEC
 from sinkd.lab.style import LABELS
 
@@ -24,7 +24,7 @@ else:
 @st.cache_data(show_spinner="Fitting one student per divergence…", max_entries=32)
 def fit_cached(items: tuple) -> toy.ToyFit:
     """The fit of the page's values (a sorted tuple of items, hashable)."""
-    return toy.fit_view(dict(items))
+    return apart.run_apart(toy.fit_view, dict(items))  # off the server's GIL: see apart
 
 
 def results(fit: toy.ToyFit, metrics: toy_metrics.ToyMetrics) -> None:
