@@ -3,11 +3,14 @@
 An app server runs every visitor's page as a thread of one Python process, so a computation
 that holds the GIL (the divergence lab's refit: ~0.34 s of small torch operations) stalls every
 other visitor's page meanwhile and the server uses about one core however many it has.
-:func:`run_apart` runs such a function in one worker process instead (started on first use,
-shared by every caller of the process) and waits for its result; where no worker can start or
-it dies, the call runs here. Measured with 8 sessions on a 2-core machine: the server's p90
-answer went from about 3 s to under 1 s, for a worker of ~280 MB private memory (its own
-torch; ``bench.server_load``, docs/benchmarks.md).
+:func:`run_apart` runs such a function in one worker process instead (``python -m
+sinkd.lab.apart``, started on first use, shared by every caller of the process) and waits for
+its result; where the worker cannot start or dies, the call runs here. Measured with 8 sessions
+on a 2-core machine: the server's p90 answer went from about 3 s to under 1 s, for a worker of
+~210 MB private memory (its own torch; ``bench.server_load``, docs/benchmarks.md).
+
+Not :mod:`multiprocessing`: its workers import the parent's ``__main__`` again, and in a
+Streamlit server that is the page script being run (the worker would run the page).
 
 >>> run_apart(divmod, 7, 2)
 (3, 1)
@@ -15,39 +18,76 @@ torch; ``bench.server_load``, docs/benchmarks.md).
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
+import os
+import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_lock = threading.Lock()
-_pool: concurrent.futures.ProcessPoolExecutor | None = None
+_lock = threading.Lock()  # one worker, one call at a time
+_worker: subprocess.Popen | None = None
+
+
+def _start() -> subprocess.Popen:
+    """A fresh worker: this interpreter, this package first on its path."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.Popen([sys.executable, "-m", "sinkd.lab.apart"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
 
 
 def run_apart(fn: Callable[..., T], /, *args: Any) -> T:
     """``fn(*args)`` computed in the worker process; its exceptions are raised here as they
     were raised there (a ValueError naming a bad argument stays one).
 
-    ``fn`` must be a module-level function and ``args`` and the result picklable. One worker:
-    calls from several threads queue there. If the worker cannot start or dies (killed, out of
-    memory) the call runs in this process, and the next call starts a new worker.
+    ``fn`` must be a module-level function and ``args`` and the result picklable. Calls from
+    several threads queue for the one worker. If the worker cannot start or dies (killed, out
+    of memory) the call runs in this process, and the next call starts a new worker.
     """
-    global _pool
+    global _worker
     with _lock:
-        if _pool is None:
-            # forkserver: a fresh process, not a fork of a server with threads and torch in it
-            _pool = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("forkserver"))
-        pool = _pool
-    try:
-        return pool.submit(fn, *args).result()
-    except (BrokenProcessPool, OSError):
-        with _lock:
-            if _pool is pool:
-                _pool = None
+        try:
+            if _worker is None or _worker.poll() is not None:
+                _worker = _start()
+            pickle.dump((fn, args), _worker.stdin)
+            _worker.stdin.flush()
+            ok, value = pickle.load(_worker.stdout)
+        except (OSError, EOFError, pickle.PickleError):
+            if _worker is not None:
+                _worker.kill()
+                _worker.wait()
+            _worker, ok = None, None
+    if ok is None:
         return fn(*args)
+    if not ok:
+        raise value
+    return value
 
+
+def _serve() -> None:
+    """The worker's loop: read (fn, args), write (True, result) or (False, exception)."""
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a print in fn must not write into the replies
+    while True:
+        try:
+            fn, args = pickle.load(requests)
+        except EOFError:  # the server closed the pipe (it ended): so does the worker
+            return
+        try:
+            reply = pickle.dumps((True, fn(*args)))
+        except Exception as err:  # raised again in the server, as it was raised here
+            try:
+                reply = pickle.dumps((False, err))
+            except Exception:
+                reply = pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}")))
+        replies.write(reply)
+        replies.flush()
+
+
+if __name__ == "__main__":
+    _serve()

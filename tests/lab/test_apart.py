@@ -52,3 +52,21 @@ def test_a_killed_worker_costs_one_call_here_and_the_next_starts_a_new_one():
     assert apart.run_apart(divmod, 17, 5) == (3, 2)
     new = apart.run_apart(os.getpid)
     assert new not in (old, os.getpid())
+
+
+def test_the_worker_does_not_run_the_script_streamlit_is_running(tmp_path, monkeypatch):
+    """While Streamlit runs a page, ``__main__`` is that page's script. A worker started then
+    must not run it again (multiprocessing's workers do: they import the parent's main): with a
+    fake main whose script would fail on import, a fresh worker still answers from its own
+    process, not by the fallback here."""
+    import sys
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text("raise SystemExit('the page ran in the worker')\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    os.kill(apart.run_apart(os.getpid), signal.SIGKILL)  # the next call needs a new worker
+    apart.run_apart(os.getpid)  # a new worker, or here if the death is not seen yet
+    assert apart.run_apart(os.getpid) != os.getpid()
