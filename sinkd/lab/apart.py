@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -71,6 +72,9 @@ def run_apart(fn: Callable[..., T], /, *args: Any) -> T:
 
 def _serve() -> None:
     """The worker's loop: read (fn, args), write (True, result) or (False, exception)."""
+    # Ctrl-C in the server's terminal reaches its whole process group: the server handles
+    # it, and the worker ends when the server closes its pipe (no traceback of its own).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a print in fn must not write into the replies
     while True:
