@@ -174,8 +174,7 @@ class JobBoard:
         no browser with runs has that code). Raises ValueError naming ``code`` when it is not
         8 letters or digits of the code alphabet (dashes and spaces aside, any case)."""
         owner = _owner(owner)
-        text = str(code).upper().replace("-", "").replace(" ", "") if isinstance(code, str) \
-            else ""
+        text = code.upper().replace("-", "").replace(" ", "") if isinstance(code, str) else ""
         if len(text) != 8 or any(c not in CODE_ALPHABET for c in text):
             raise ValueError(f"code must be the 8 letters and digits another browser shows "
                              f"(as ABCD-EFGH), got {str(code)[:40]!r}")
